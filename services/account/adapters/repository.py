@@ -1,0 +1,370 @@
+"""The ledger's PostgreSQL repository: rows <-> domain values, nothing more.
+
+Every method runs on the connection of the caller's transaction; the unit of
+work (`unit_of_work.py`) owns begin/commit. Locks are taken here, always in
+account-id order, so two batches touching the same accounts queue instead
+of deadlocking.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, and_, bindparam, delete, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.account.domain.engine import BatchChanges, FailedTransfer
+from services.account.domain.errors import Reason
+from services.account.domain.model import (
+    Account,
+    AccountStatus,
+    AccountType,
+    Balances,
+    Direction,
+    Entry,
+    Limits,
+    PendingState,
+    Transfer,
+    TransferKind,
+)
+
+from . import tables as t
+
+_RESOLUTION = t.transfers.alias("resolution")
+
+
+class LedgerRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    # -- accounts -------------------------------------------------------------
+
+    async def add_account(self, account: Account) -> bool:
+        """Insert unless the id exists; True when this call created it."""
+        stmt = (
+            pg_insert(t.accounts)
+            .values(_account_row(account))
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(t.accounts.c.id)
+        )
+        return (await self._conn.execute(stmt)).first() is not None
+
+    async def get_account(self, account_id: uuid.UUID, *, lock: bool = False) -> Account | None:
+        stmt = select(t.accounts).where(t.accounts.c.id == account_id)
+        if lock:
+            stmt = stmt.with_for_update()
+        row = (await self._conn.execute(stmt)).mappings().first()
+        return _account(row) if row else None
+
+    async def lock_accounts(self, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Account]:
+        """SELECT ... FOR UPDATE in id order: the one lock order every writer uses."""
+        if not ids:
+            return {}
+        stmt = (
+            select(t.accounts)
+            .where(t.accounts.c.id.in_(sorted(ids)))
+            .order_by(t.accounts.c.id)
+            .with_for_update()
+        )
+        rows = (await self._conn.execute(stmt)).mappings().all()
+        return {row["id"]: _account(row) for row in rows}
+
+    async def list_accounts(
+        self, customer_id: str, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> list[Account]:
+        stmt = select(t.accounts).where(t.accounts.c.customer_id == customer_id)
+        if after is not None:
+            stmt = stmt.where(tuple_(t.accounts.c.created_at, t.accounts.c.id) > tuple_(*after))
+        stmt = stmt.order_by(t.accounts.c.created_at, t.accounts.c.id).limit(limit)
+        rows = (await self._conn.execute(stmt)).mappings().all()
+        return [_account(row) for row in rows]
+
+    async def set_status(self, account_id: uuid.UUID, status: AccountStatus, now: datetime) -> None:
+        await self._conn.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account_id)
+            .values(status=status.value, updated_at=now)
+        )
+
+    # -- transfers --------------------------------------------------------------
+
+    async def get_transfers(self, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Transfer]:
+        """Transfers by id, with the state of holds derived from their resolution (if any)."""
+        if not ids:
+            return {}
+        stmt = (
+            select(t.transfers, _RESOLUTION.c.kind.label("resolution_kind"))
+            .select_from(
+                t.transfers.outerjoin(_RESOLUTION, _RESOLUTION.c.pending_id == t.transfers.c.id)
+            )
+            .where(t.transfers.c.id.in_(list(ids)))
+        )
+        rows = (await self._conn.execute(stmt)).mappings().all()
+        return {row["id"]: _transfer(row) for row in rows}
+
+    async def get_failed(self, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, Reason]:
+        if not ids:
+            return {}
+        stmt = select(t.failed_transfers.c.id, t.failed_transfers.c.reason).where(
+            t.failed_transfers.c.id.in_(list(ids))
+        )
+        return {row.id: Reason(row.reason) for row in await self._conn.execute(stmt)}
+
+    async def holds_due_on(
+        self, account_ids: Collection[uuid.UUID], now: datetime
+    ) -> list[uuid.UUID]:
+        """Overdue holds touching these accounts: a batch expires them before it runs."""
+        if not account_ids:
+            return []
+        ids = list(account_ids)
+        h = t.expiring_holds
+        stmt = select(h.c.transfer_id).where(
+            h.c.expires_at <= now,
+            or_(h.c.debit_account_id.in_(ids), h.c.credit_account_id.in_(ids)),
+        )
+        return list((await self._conn.scalars(stmt)).all())
+
+    async def due_holds(self, now: datetime, limit: int) -> list[uuid.UUID]:
+        """The oldest overdue holds, for the expiry sweeper.
+
+        No row lock here: the sweeper then locks the holds' accounts like any
+        writer, and a hold someone resolved meanwhile is simply skipped.
+        """
+        h = t.expiring_holds
+        stmt = select(h.c.transfer_id).where(h.c.expires_at <= now)
+        stmt = stmt.order_by(h.c.expires_at).limit(limit)
+        return list((await self._conn.scalars(stmt)).all())
+
+    async def save(self, changes: BatchChanges, accounts: Mapping[uuid.UUID, Account]) -> None:
+        """Write what a batch produced. The deferred triggers re-check it all at commit."""
+        if changes.created:
+            await self._conn.execute(
+                insert(t.transfers), [_transfer_row(tr) for tr in changes.created]
+            )
+        if changes.entries:
+            # One multi-row INSERT keeps entries in order, so each continues the
+            # chain of the one before it (see the entries trigger).
+            await self._conn.execute(
+                insert(t.entries).values([_entry_row(e) for e in changes.entries])
+            )
+        if changes.failed:
+            await self._conn.execute(
+                pg_insert(t.failed_transfers).on_conflict_do_nothing(),
+                [_failed_row(f) for f in changes.failed],
+            )
+        holds = [tr for tr in changes.created if tr.expires_at is not None]
+        if holds:
+            await self._conn.execute(
+                insert(t.expiring_holds),
+                [
+                    {
+                        "transfer_id": tr.id,
+                        "debit_account_id": tr.debit_account_id,
+                        "credit_account_id": tr.credit_account_id,
+                        "expires_at": tr.expires_at,
+                    }
+                    for tr in holds
+                ],
+            )
+        if changes.resolved_pending:
+            await self._conn.execute(
+                delete(t.expiring_holds).where(
+                    t.expiring_holds.c.transfer_id.in_(changes.resolved_pending)
+                )
+            )
+        if changes.touched_accounts:
+            await self._conn.execute(
+                update(t.accounts)
+                .where(t.accounts.c.id == bindparam("b_id"))
+                .values(
+                    debits_posted=bindparam("b_dp"),
+                    credits_posted=bindparam("b_cp"),
+                    debits_pending=bindparam("b_dpe"),
+                    credits_pending=bindparam("b_cpe"),
+                    updated_at=bindparam("b_at"),
+                    last_entry_at=bindparam("b_at"),
+                ),
+                [_counters_row(accounts[i]) for i in sorted(changes.touched_accounts)],
+            )
+
+    # -- reads ----------------------------------------------------------------------
+
+    async def list_entries(
+        self, account_id: uuid.UUID, before: tuple[datetime, int] | None, limit: int
+    ) -> list[Entry]:
+        e, tr = t.entries, t.transfers
+        stmt = (
+            select(e, tr.c.kind, tr.c.code, tr.c.metadata, tr.c.currency)
+            .select_from(e.join(tr, tr.c.id == e.c.transfer_id))
+            .where(e.c.account_id == account_id)
+        )
+        if before is not None:
+            stmt = stmt.where(tuple_(e.c.created_at, e.c.seq) < tuple_(*before))
+        stmt = stmt.order_by(e.c.created_at.desc(), e.c.seq.desc()).limit(limit)
+        rows = (await self._conn.execute(stmt)).mappings().all()
+        return [_entry(row) for row in rows]
+
+    async def counters_at(
+        self, account_id: uuid.UUID, as_of: datetime
+    ) -> tuple[int, int, int, int] | None:
+        """The account's counters after its last entry at or before `as_of`."""
+        e = t.entries
+        stmt = (
+            select(e.c.debits_posted, e.c.credits_posted, e.c.debits_pending, e.c.credits_pending)
+            .where(and_(e.c.account_id == account_id, e.c.created_at <= as_of))
+            .order_by(e.c.created_at.desc(), e.c.seq.desc())
+            .limit(1)
+        )
+        row = (await self._conn.execute(stmt)).first()
+        return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+# -- row mapping ------------------------------------------------------------------------
+
+
+def _account_row(a: Account) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "customer_id": a.customer_id,
+        "currency": a.currency,
+        "type": a.type.value,
+        "status": a.status.value,
+        "debits_must_not_exceed_credits": a.limits.debits_must_not_exceed_credits,
+        "credits_must_not_exceed_debits": a.limits.credits_must_not_exceed_debits,
+        "overdraft_limit": a.limits.overdraft_limit,
+        "metadata": a.metadata,
+        "debits_posted": a.debits_posted,
+        "credits_posted": a.credits_posted,
+        "debits_pending": a.debits_pending,
+        "credits_pending": a.credits_pending,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "last_entry_at": a.last_entry_at,
+    }
+
+
+def _account(row: RowMapping) -> Account:
+    return Account(
+        id=row["id"],
+        customer_id=row["customer_id"],
+        currency=row["currency"],
+        type=AccountType(row["type"]),
+        status=AccountStatus(row["status"]),
+        limits=Limits(
+            debits_must_not_exceed_credits=row["debits_must_not_exceed_credits"],
+            credits_must_not_exceed_debits=row["credits_must_not_exceed_debits"],
+            overdraft_limit=row["overdraft_limit"],
+        ),
+        metadata=dict(row["metadata"]),
+        debits_posted=row["debits_posted"],
+        credits_posted=row["credits_posted"],
+        debits_pending=row["debits_pending"],
+        credits_pending=row["credits_pending"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_entry_at=row["last_entry_at"],
+    )
+
+
+def _counters_row(a: Account) -> dict[str, Any]:
+    return {
+        "b_id": a.id,
+        "b_dp": a.debits_posted,
+        "b_cp": a.credits_posted,
+        "b_dpe": a.debits_pending,
+        "b_cpe": a.credits_pending,
+        "b_at": a.last_entry_at,
+    }
+
+
+def _transfer_row(tr: Transfer) -> dict[str, Any]:
+    return {
+        "id": tr.id,
+        "kind": tr.kind.value,
+        "debit_account_id": tr.debit_account_id,
+        "credit_account_id": tr.credit_account_id,
+        "amount": tr.amount,
+        "currency": tr.currency,
+        "pending_id": tr.pending_id,
+        "timeout_seconds": tr.timeout_seconds,
+        "expires_at": tr.expires_at,
+        "code": tr.code,
+        "metadata": tr.metadata,
+        "request_hash": tr.request_hash,
+        "created_at": tr.created_at,
+    }
+
+
+def _transfer(row: RowMapping) -> Transfer:
+    kind = TransferKind(row["kind"])
+    state = None
+    if kind is TransferKind.PENDING:
+        resolution = row.get("resolution_kind")
+        state = PendingState.after(TransferKind(resolution)) if resolution else PendingState.PENDING
+    return Transfer(
+        id=row["id"],
+        kind=kind,
+        debit_account_id=row["debit_account_id"],
+        credit_account_id=row["credit_account_id"],
+        amount=row["amount"],
+        currency=row["currency"],
+        created_at=row["created_at"],
+        pending_id=row["pending_id"],
+        timeout_seconds=row["timeout_seconds"],
+        expires_at=row["expires_at"],
+        code=row["code"],
+        metadata=dict(row["metadata"]),
+        request_hash=bytes(row["request_hash"]),
+        pending_state=state,
+    )
+
+
+def _entry_row(e: Entry) -> dict[str, Any]:
+    b = e.balances_after
+    return {
+        "transfer_id": e.transfer_id,
+        "account_id": e.account_id,
+        "direction": e.direction.value,
+        "posted_delta": e.posted_delta,
+        "pending_delta": e.pending_delta,
+        "debits_posted": b.debits_posted,
+        "credits_posted": b.credits_posted,
+        "debits_pending": b.debits_pending,
+        "credits_pending": b.credits_pending,
+        "created_at": e.created_at,
+    }
+
+
+def _entry(row: RowMapping) -> Entry:
+    return Entry(
+        transfer_id=row["transfer_id"],
+        account_id=row["account_id"],
+        kind=TransferKind(row["kind"]),
+        direction=Direction(row["direction"]),
+        posted_delta=row["posted_delta"],
+        pending_delta=row["pending_delta"],
+        balances_after=Balances(
+            currency=row["currency"],
+            debits_posted=row["debits_posted"],
+            credits_posted=row["credits_posted"],
+            debits_pending=row["debits_pending"],
+            credits_pending=row["credits_pending"],
+        ),
+        created_at=row["created_at"],
+        code=row["code"],
+        metadata=dict(row["metadata"]),
+        sequence=row["seq"],
+    )
+
+
+def _failed_row(f: FailedTransfer) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "reason": f.reason.value,
+        "request_hash": f.request_hash,
+        "failed_at": f.failed_at,
+    }

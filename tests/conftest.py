@@ -1,0 +1,69 @@
+"""Where the tests find PostgreSQL.
+
+`BANKMESH_TEST_DATABASE_URL` names a server (CI points it at the machine's);
+without it the tests start an embedded one. Either way each test session gets
+a database of its own, migrated from scratch and dropped at the end, so runs
+never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mesh.runtime.postgres import start_embedded_postgres, with_database
+from services.account.adapters.migrations import upgrade
+from services.account.adapters.unit_of_work import SqlUnitOfWork
+from services.account.service_layer.ledger import Ledger
+from services.common.database import create_engine
+from tests.support.clock import SteppingClock
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("BANKMESH_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    server = start_embedded_postgres(Path(tmp_path_factory.mktemp("embedded-pg")))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def ledger_database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database with the ledger schema, dropped after the session."""
+    name = f"bankmesh_test_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(postgres_server_url, name)
+    upgrade(url)
+    yield url
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+async def ledger_engine(ledger_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(ledger_database_url, pool_size=20)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def clock() -> SteppingClock:
+    return SteppingClock()
+
+
+@pytest.fixture
+def ledger(ledger_engine: AsyncEngine, clock: SteppingClock) -> Ledger:
+    return Ledger(lambda: SqlUnitOfWork(ledger_engine), clock)
