@@ -58,6 +58,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
+from mesh.runtime._pids import pid_alive
 from mesh.runtime.errors import DatabaseUnreachable, MeshError
 
 # PostgreSQL truncates longer identifiers silently, which would make a later
@@ -102,7 +103,7 @@ class EmbeddedPostgres:
 
     def is_running(self) -> bool:
         info = _read_postmaster(self.pgdata)
-        return info is not None and info.pid == self.pid and _pid_alive(self.pid)
+        return info is not None and info.pid == self.pid and pid_alive(self.pid)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the server (fast shutdown) and wait until it has exited.
@@ -137,12 +138,12 @@ def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     _discard_stale_pidfile(pgdata)
     before = _read_postmaster(pgdata)
-    running_pid = before.pid if before is not None and _pid_alive(before.pid) else None
+    running_pid = before.pid if before is not None and pid_alive(before.pid) else None
 
     with _quiet_import():
         import pgserver
         import pgserver.postgres_server
-    pgserver.postgres_server.find_suitable_socket_dir = _choose_socket_dir  # type: ignore[attr-defined]
+    pgserver.postgres_server.find_suitable_socket_dir = _choose_socket_dir
     try:
         pgserver.get_server(pgdata, cleanup_mode=None)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, RuntimeError) as exc:
@@ -330,16 +331,6 @@ def _read_postmaster(pgdata: Path) -> _Postmaster | None:
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else (the pgserver user when we are not root)
-    return True
-
-
 def _is_postgres_process(pid: int) -> bool:
     import psutil  # type: ignore[import-untyped]  # a pgserver dependency; ships no stubs
 
@@ -354,7 +345,7 @@ def _is_postgres_process(pid: int) -> bool:
 
 def _discard_stale_pidfile(pgdata: Path) -> None:
     info = _read_postmaster(pgdata)
-    if info is None or not _pid_alive(info.pid) or _is_postgres_process(info.pid):
+    if info is None or not pid_alive(info.pid) or _is_postgres_process(info.pid):
         # A dead PID is handled by pgserver and PostgreSQL themselves.
         return
     # The PID was recycled by an unrelated process: both pgserver ("already
@@ -369,7 +360,7 @@ def _wait_stopped(pgdata: Path, pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = _read_postmaster(pgdata)
-        if info is None or info.pid != pid or not _pid_alive(pid):
+        if info is None or info.pid != pid or not pid_alive(pid):
             return True
         time.sleep(0.05)
     return False
