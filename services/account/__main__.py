@@ -1,0 +1,3 @@
+from services.account.app import main
+
+main()
