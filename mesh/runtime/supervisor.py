@@ -1,0 +1,416 @@
+"""Starting service processes and watching them.
+
+The service-process contract, which every service (account now; payment,
+risk, identity and edge later) implements:
+
+* It is started as ``python -m <module>`` (``services.<name>``) with
+  ``BANKMESH_DATABASE_URL`` (libpq URL of its own database),
+  ``BANKMESH_LISTEN`` (``host:port``; port 0 picks a free one) and
+  ``BANKMESH_READY_FILE``.
+* Once it serves, it writes ``{"service": ..., "address": "host:port",
+  "pid": ...}`` to the ready file atomically (write elsewhere, rename). The
+  address is how the supervisor learns which port 0 became.
+* SIGTERM asks it to stop gracefully.
+* It does not migrate its database. ``<module>.app.migrate(database_url)`` does,
+  and the supervisor runs it before starting the service, so several replicas
+  never race on a schema and a failed migration is reported before anything
+  listens.
+
+Each service runs in its own process group: Ctrl-C in the terminal reaches only
+the supervisor, which then stops services in reverse start order with SIGTERM,
+and SIGKILL after a grace period. A service's stdout and stderr go to
+``<data_dir>/logs/<service>.log`` (the previous run's log is kept as
+``.log.1``); when a service fails, the error carries the tail of that log so the
+cause is on screen. ``<data_dir>/endpoints.json`` tells clients where each
+service listens and is removed on a clean stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from mesh.runtime.errors import ServiceFailed
+
+_TAIL_LINES = 30
+_POLL_INTERVAL = 0.05
+_BIND_FAILURES = ("address already in use", "failed to bind", "cannot assign requested address")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One service of the mesh and how to run it.
+
+    ``env`` is added to the service's environment (and its migration's).
+    A service without a database (the edge, say) sets ``uses_database=False``:
+    no database is created, no migrations run, no URL is passed.
+    """
+
+    name: str
+    module: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    uses_database: bool = True
+
+    @property
+    def database_name(self) -> str:
+        return f"bankmesh_{self.name}"
+
+    @property
+    def migrations_module(self) -> str:
+        return f"{self.module}.app"
+
+
+@dataclass(frozen=True)
+class RunningService:
+    """A started service that reported ready."""
+
+    spec: ServiceSpec
+    process: subprocess.Popen[bytes]
+    address: str
+    log_file: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class Supervisor:
+    """Runs service processes under the contract above, all under ``data_dir``."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        python: str = sys.executable,
+        ready_timeout: float = 30.0,
+        migrate_timeout: float = 300.0,
+        grace_period: float = 10.0,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.run_dir = self.data_dir / "run"
+        self.endpoints_file = self.data_dir / "endpoints.json"
+        self.python = python
+        self.ready_timeout = ready_timeout
+        self.migrate_timeout = migrate_timeout
+        self.grace_period = grace_period
+        self._services: dict[str, RunningService] = {}
+        # Started but not yet ready: still ours to stop if startup is interrupted.
+        self._starting: dict[str, subprocess.Popen[bytes]] = {}
+        self._fresh_logs: set[str] = set()
+
+    @property
+    def services(self) -> list[RunningService]:
+        """Services that reported ready, in start order."""
+        return list(self._services.values())
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def migrate(self, spec: ServiceSpec, database_url: str) -> None:
+        """Run ``<module>.app.migrate(database_url)`` in a child process.
+
+        A child, not this process: migrations import the service's code and
+        Alembic's env.py usually reconfigures logging, neither of which should
+        leak into the supervisor. Output goes to the service's log.
+        """
+        log_path = self.log_file(spec.name)
+        env = self._environment(spec, database_url)
+        with self._open_log(spec.name, f"migrating {spec.migrations_module}") as log:
+            offset = log.tell()
+            proc = subprocess.Popen(
+                [self.python, "-m", "mesh.runtime._migrate", spec.migrations_module],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
+        try:
+            code = proc.wait(timeout=self.migrate_timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise ServiceFailed(
+                f"migrations for service {spec.name!r} did not finish "
+                f"within {self.migrate_timeout:.0f}s",
+                service=spec.name,
+                log_tail=_tail(log_path, offset),
+                log_file=str(log_path),
+                hint="a migration may be waiting on a lock held by another client",
+            ) from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        if code != 0:
+            tail = _tail(log_path, offset)
+            raise ServiceFailed(
+                f"migrations for service {spec.name!r} failed (exit code {code})",
+                service=spec.name,
+                log_tail=tail,
+                log_file=str(log_path),
+                hint=_failure_hint(spec.migrations_module, tail, log_path),
+            )
+
+    def start(
+        self, spec: ServiceSpec, database_url: str | None, listen: str = "127.0.0.1:0"
+    ) -> RunningService:
+        """Start ``spec`` and wait until it reports ready.
+
+        Raises ServiceFailed, with the tail of the service's log, when it exits
+        first or stays silent for ``ready_timeout`` seconds; the process is
+        gone by then.
+        """
+        if spec.name in self._services or spec.name in self._starting:
+            raise ValueError(f"service {spec.name!r} is already running")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ready_file = self.run_dir / f"{spec.name}.ready.json"
+        # A file left by an earlier run would make a dead service look ready.
+        ready_file.unlink(missing_ok=True)
+        env = self._environment(spec, database_url if spec.uses_database else None)
+        env["BANKMESH_LISTEN"] = listen
+        env["BANKMESH_READY_FILE"] = str(ready_file)
+        log_path = self.log_file(spec.name)
+
+        with self._open_log(spec.name, f"starting {spec.module} on {listen}") as log:
+            offset = log.tell()
+            proc = subprocess.Popen(
+                [self.python, "-m", spec.module],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Own process group: the terminal's Ctrl-C goes to the
+                # supervisor alone, which then stops services in order.
+                process_group=0,
+            )
+        self._starting[spec.name] = proc
+        try:
+            address = self._wait_ready(spec, proc, ready_file, log_path, offset)
+        except BaseException:
+            _stop_processes([proc], grace_period=min(self.grace_period, 3.0))
+            raise
+        finally:
+            del self._starting[spec.name]
+        service = RunningService(spec=spec, process=proc, address=address, log_file=log_path)
+        self._services[spec.name] = service
+        return service
+
+    def exited(self) -> RunningService | None:
+        """The first running service whose process has exited, if any."""
+        for service in self._services.values():
+            if service.process.poll() is not None:
+                return service
+        return None
+
+    def failure(self, service: RunningService) -> ServiceFailed:
+        """Describe an unexpected exit of ``service``, with its log tail."""
+        code = service.process.poll()
+        how = _describe_exit(code)
+        return ServiceFailed(
+            f"service {service.name!r} (pid {service.pid}) {how} while the mesh was running",
+            service=service.name,
+            log_tail=_tail(service.log_file),
+            log_file=str(service.log_file),
+            hint=f"the full log is {service.log_file}; fix the cause and run `bankmesh up` again",
+        )
+
+    def stop_all(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
+        """Stop every service: SIGTERM, then SIGKILL after the grace period.
+
+        Services stop in reverse start order. ``hurry`` returning True (a
+        second Ctrl-C, say) skips the rest of the grace period. Returns the
+        names of services that had to be killed.
+        """
+        procs = [s.process for s in reversed(self._services.values())]
+        procs += list(self._starting.values())
+        names = {proc.pid: name for name, proc in self._all_processes()}
+        killed = _stop_processes(procs, grace_period=self.grace_period, hurry=hurry)
+        self._services.clear()
+        self.remove_endpoints()
+        return [names[proc.pid] for proc in killed]
+
+    def write_endpoints(
+        self,
+        database: str | None,
+        credentials: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Path:
+        """Write ``endpoints.json`` for the running services.
+
+        ``database`` must already be stripped of secrets: the file is for any
+        local client to read. ``credentials`` maps a service to the client
+        certificate paths for reaching it once the mesh uses mTLS.
+        """
+        document = {
+            "services": {s.name: s.address for s in self._services.values()},
+            "database": database,
+            "credentials": {k: dict(v) for k, v in (credentials or {}).items()},
+        }
+        _write_atomically(self.endpoints_file, json.dumps(document, indent=2) + "\n")
+        return self.endpoints_file
+
+    def remove_endpoints(self) -> None:
+        self.endpoints_file.unlink(missing_ok=True)
+
+    def _all_processes(self) -> list[tuple[str, subprocess.Popen[bytes]]]:
+        running = [(s.name, s.process) for s in self._services.values()]
+        return running + list(self._starting.items())
+
+    def _environment(self, spec: ServiceSpec, database_url: str | None) -> dict[str, str]:
+        # Unbuffered, so the log tail shown on a crash holds the last words.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        env.pop("BANKMESH_DATABASE_URL", None)
+        if database_url is not None:
+            env["BANKMESH_DATABASE_URL"] = database_url
+        return env
+
+    def _open_log(self, name: str, what: str) -> IO[bytes]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.log_file(name)
+        if name not in self._fresh_logs:
+            # One log per run keeps tails unambiguous; one previous run is
+            # kept because it may hold the crash being investigated.
+            if path.exists():
+                path.replace(path.with_name(path.name + ".1"))
+            self._fresh_logs.add(name)
+        log = path.open("ab")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        log.write(f"--- bankmesh {stamp}: {what} ---\n".encode())
+        log.flush()
+        return log
+
+    def _wait_ready(
+        self,
+        spec: ServiceSpec,
+        proc: subprocess.Popen[bytes],
+        ready_file: Path,
+        log_path: Path,
+        offset: int,
+    ) -> str:
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            address = _read_ready_file(ready_file)
+            if address is not None:
+                return address
+            code = proc.poll()
+            if code is not None:
+                tail = _tail(log_path, offset)
+                raise ServiceFailed(
+                    f"service {spec.name!r} {_describe_exit(code)} before it was ready",
+                    service=spec.name,
+                    log_tail=tail,
+                    log_file=str(log_path),
+                    hint=_failure_hint(spec.module, tail, log_path),
+                )
+            if time.monotonic() > deadline:
+                raise ServiceFailed(
+                    f"service {spec.name!r} (pid {proc.pid}) did not report ready within "
+                    f"{self.ready_timeout:.0f}s (no address in {ready_file})",
+                    service=spec.name,
+                    log_tail=_tail(log_path, offset),
+                    log_file=str(log_path),
+                    hint=(
+                        f"a service must write its ready file once it serves; "
+                        f"see {log_path} for where it got stuck"
+                    ),
+                )
+            time.sleep(_POLL_INTERVAL)
+
+
+def listen_address(host: str, port: int = 0) -> str:
+    """``host:port`` as gRPC expects it, bracketing IPv6 literals."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _read_ready_file(path: Path) -> str | None:
+    try:
+        document = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        # Not written yet, or written in place by a service that ignores the
+        # atomic-rename rule; either way, look again shortly.
+        return None
+    address = document.get("address") if isinstance(document, dict) else None
+    return address if isinstance(address, str) and address else None
+
+
+def _failure_hint(module: str, tail: str, log_path: Path) -> str:
+    if any(marker in tail.lower() for marker in _BIND_FAILURES):
+        return (
+            "the service could not listen: the port is taken or the host is not an "
+            "address of this machine; free the port or pass another --listen-host"
+        )
+    if "No module named" in tail:
+        return f"is {module} part of this checkout and importable? `make venv` installs the project"
+    return f"the full log is {log_path}"
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "is still running"
+    if code < 0:
+        return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _tail(path: Path, offset: int = 0, lines: int = _TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # Readers (status, tests, clients) must never see half a file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    # The whole group: a service's own helper processes stop with it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def _stop_processes(
+    procs: list[subprocess.Popen[bytes]],
+    *,
+    grace_period: float,
+    hurry: Callable[[], bool] = lambda: False,
+) -> list[subprocess.Popen[bytes]]:
+    for proc in procs:
+        if proc.poll() is None:
+            _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_period
+    while time.monotonic() < deadline and not hurry():
+        if all(proc.poll() is not None for proc in procs):
+            return []
+        time.sleep(_POLL_INTERVAL)
+    killed = [proc for proc in procs if proc.poll() is None]
+    for proc in killed:
+        _kill_group(proc)
+    return killed
