@@ -1,2 +1,144 @@
+"""The ``bankmesh`` command: run the mesh locally and ask how it is doing.
+
+Only presentation lives here (spinners, tables, error wording); what ``up``
+and ``status`` do is in mesh.runtime, so scripts and tests can do the same
+without a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mesh.runtime.errors import MeshError
+from mesh.runtime.launcher import MeshConfig, RunningMesh, launch
+from mesh.runtime.status import check_all, read_endpoints
+
+app = typer.Typer(
+    help="Run the bankmesh services on this machine.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        help="Holds the embedded PostgreSQL, service logs and endpoints.json.",
+    ),
+]
+
+
+class _RichReporter:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        with self.console.status(f"{description}..."):
+            yield
+        self.console.print(Text.assemble(("✓ ", "green"), description))
+
+    def started(self, mesh: RunningMesh) -> None:
+        table = Table(title="bankmesh is up")
+        for column in ("service", "address", "pid", "log file"):
+            table.add_column(column)
+        for service in mesh.services:
+            table.add_row(service.name, service.address, str(service.pid), str(service.log_file))
+        self.console.print(table)
+        pg = mesh.embedded_postgres
+        if pg is None:
+            where = f"PostgreSQL (DATABASE_URL): {mesh.database}"
+        elif pg.started:
+            where = f"embedded PostgreSQL (pid {pg.pid}): {mesh.database}"
+        else:
+            where = (
+                f"embedded PostgreSQL already running (pid {pg.pid}, left running): {mesh.database}"
+            )
+        self.console.print(Text(where))
+        self.console.print(Text(f"endpoints: {mesh.endpoints_file}"))
+        self.console.print(
+            Text(f"Press Ctrl-C to stop (or: kill {mesh.supervisor_pid}).", style="bold")
+        )
+
+    def stopping(self, reason: str) -> None:
+        self.console.print(Text(f"Stopping: {reason}", style="yellow"))
+
+    def warn(self, message: str) -> None:
+        err_console.print(Text(f"warning: {message}", style="yellow"))
+
+
+def _fail(exc: MeshError) -> typer.Exit:
+    err_console.print(Text.assemble(("error: ", "bold red"), exc.message))
+    if exc.hint:
+        err_console.print(Text.assemble(("hint: ", "bold yellow"), exc.hint))
+    return typer.Exit(1)
+
+
+@app.command()
+def up(
+    data_dir: DataDir = Path(".bankmesh"),
+    listen_host: Annotated[
+        str, typer.Option("--listen-host", help="Address the services listen on.")
+    ] = "127.0.0.1",
+) -> None:
+    """Start PostgreSQL (DATABASE_URL, else embedded) and every service; stop on Ctrl-C."""
+    config = MeshConfig(
+        data_dir=data_dir,
+        listen_host=listen_host,
+        database_url=os.environ.get("DATABASE_URL") or None,
+    )
+    try:
+        code = launch(config, _RichReporter(console))
+    except MeshError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    data_dir: DataDir = Path(".bankmesh"),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 2.0,
+) -> None:
+    """Check each service of a running mesh with the gRPC health check."""
+    try:
+        endpoints = read_endpoints(data_dir)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    results = check_all(endpoints, timeout=timeout)
+    table = Table(title=f"bankmesh status ({data_dir})")
+    for column in ("service", "address", "health", "detail"):
+        table.add_column(column)
+    for result in results:
+        style = "green" if result.healthy else "red"
+        table.add_row(result.name, result.address, Text(result.status, style=style), result.detail)
+    console.print(table)
+    if endpoints.database:
+        console.print(Text(f"database: {endpoints.database}"))
+    if not all(result.healthy for result in results):
+        err_console.print(
+            Text(
+                "Some services are not serving: see their logs in "
+                f"{Path(data_dir) / 'logs'}, or restart with `bankmesh up`.",
+                style="yellow",
+            )
+        )
+        raise typer.Exit(1)
+
+
 def main() -> None:
-    raise SystemExit("not yet")
+    app()
+
+
+if __name__ == "__main__":
+    main()
