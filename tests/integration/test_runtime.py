@@ -1,0 +1,459 @@
+"""The local runtime: embedded PostgreSQL, per-service databases, the supervisor.
+
+The supervisor tests run a throwaway service package written to a temporary
+directory (``fakesvc``) that implements the service-process contract: gRPC
+health on BANKMESH_LISTEN, a ready file, graceful stop on SIGTERM, and an
+``app.migrate`` that creates a table. FAKE_MODE makes it crash or hang at
+start instead. Whole-mesh tests run ``launch`` in a child process so that
+signals reach a real supervisor the way they do from a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from typer.testing import CliRunner
+
+from mesh.cli import app
+from mesh.runtime._pids import pid_alive, read_pid
+from mesh.runtime.errors import ServiceFailed
+from mesh.runtime.postgres import (
+    EmbeddedPostgres,
+    ensure_database,
+    redact_url,
+    start_embedded_postgres,
+    to_sqlalchemy_url,
+    with_database,
+)
+from mesh.runtime.status import check_health
+from mesh.runtime.supervisor import ServiceSpec, Supervisor
+
+pytestmark = pytest.mark.integration
+
+FAKE_MAIN = """
+import json, os, signal, sys, threading, time
+from concurrent import futures
+
+mode = os.environ.get("FAKE_MODE", "serve")
+print(f"fake service starting in mode {mode}", flush=True)
+if mode == "crash":
+    print("boom: the fake service cannot read its configuration", file=sys.stderr)
+    sys.exit(3)
+if mode == "hang":
+    time.sleep(120)
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+
+print("database: " + os.environ.get("BANKMESH_DATABASE_URL", "<none>"), flush=True)
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+listen = os.environ["BANKMESH_LISTEN"]
+port = server.add_insecure_port(listen)
+server.start()
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+ready = os.environ["BANKMESH_READY_FILE"]
+document = {"service": "fake", "address": f"{listen.rsplit(':', 1)[0]}:{port}", "pid": os.getpid()}
+with open(ready + ".tmp", "w") as f:
+    json.dump(document, f)
+os.replace(ready + ".tmp", ready)
+while not stop.wait(0.1):
+    pass
+server.stop(grace=2).wait()
+print("fake service stopped gracefully", flush=True)
+"""
+
+FAKE_APP = """
+import os
+import psycopg
+
+def migrate(database_url: str) -> None:
+    if os.environ.get("FAKE_MIGRATE") == "fail":
+        raise RuntimeError("migration 0001 is broken")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS fake_migrated (id int)")
+"""
+
+DRIVER = """
+import sys
+from pathlib import Path
+from mesh.runtime.errors import MeshError
+from mesh.runtime.launcher import MeshConfig, launch
+from mesh.runtime.supervisor import ServiceSpec
+
+config = MeshConfig(
+    data_dir=Path(sys.argv[1]),
+    services=[ServiceSpec(name="fake", module="fakesvc")],
+    grace_period=5,
+)
+try:
+    sys.exit(launch(config))
+except MeshError as exc:
+    print(f"error: {exc.message}", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@dataclass
+class Mesh:
+    """A supervisor running in a child process, and where it keeps things."""
+
+    process: subprocess.Popen[str]
+    data_dir: Path
+
+    @property
+    def endpoints(self) -> dict[str, object]:
+        document: dict[str, object] = json.loads((self.data_dir / "endpoints.json").read_text())
+        return document
+
+    @property
+    def fake_address(self) -> str:
+        services = self.endpoints["services"]
+        assert isinstance(services, dict)
+        return str(services["fake"])
+
+    @property
+    def fake_pid(self) -> int:
+        ready = json.loads((self.data_dir / "run" / "fake.ready.json").read_text())
+        return int(ready["pid"])
+
+    def postgres_pid(self) -> int | None:
+        return read_pid(self.data_dir / "postgres" / "postmaster.pid")
+
+
+@pytest.fixture(scope="module")
+def fake_service_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fake-service")
+    package = root / "fakesvc"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text(textwrap.dedent(FAKE_MAIN))
+    (package / "app.py").write_text(textwrap.dedent(FAKE_APP))
+    return root
+
+
+def _environment(fake_service_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DATABASE_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(fake_service_path), env.get("PYTHONPATH")) if p
+    )
+    env.update(extra)
+    return env
+
+
+def _start_mesh(data_dir: Path, fake_service_path: Path) -> Mesh:
+    process = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(data_dir)],
+        env=_environment(fake_service_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    mesh = Mesh(process, data_dir)
+    deadline = time.monotonic() + 30
+    while not (data_dir / "endpoints.json").exists():
+        if process.poll() is not None:
+            _, stderr = process.communicate()
+            pytest.fail(f"the mesh exited with {process.returncode} before it was up:\n{stderr}")
+        if time.monotonic() > deadline:
+            _stop_mesh(mesh)
+            pytest.fail("the mesh did not write endpoints.json within 30 s")
+        time.sleep(0.05)
+    return mesh
+
+
+def _stop_mesh(mesh: Mesh) -> None:
+    """Teardown for a test that failed half-way: leave no processes behind."""
+    if mesh.process.poll() is None:
+        mesh.process.send_signal(signal.SIGTERM)
+        try:
+            mesh.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            mesh.process.kill()
+            mesh.process.communicate()
+    pid = mesh.postgres_pid()
+    if pid is not None and pid_alive(pid):
+        os.kill(pid, signal.SIGQUIT)
+
+
+def _cli(*args: str, **env: str) -> tuple[int, str]:
+    # Wide enough that rich does not wrap the messages asserted on.
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250", **env})
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = start_embedded_postgres(tmp_path_factory.mktemp("embedded"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def running_mesh(
+    tmp_path_factory: pytest.TempPathFactory, fake_service_path: Path
+) -> Iterator[Mesh]:
+    mesh = _start_mesh(tmp_path_factory.mktemp("mesh"), fake_service_path)
+    yield mesh
+    _stop_mesh(mesh)
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+
+def test_embedded_postgres_keeps_its_data_across_a_stop_and_start(tmp_path: Path) -> None:
+    """Rows written before a stop are there after the next start on the same directory."""
+    first = start_embedded_postgres(tmp_path)
+    try:
+        assert first.started
+        url = ensure_database(first.url, "keep")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (note text)")
+            conn.execute("INSERT INTO kept VALUES ('survives restarts')")
+        first.stop()
+        assert not first.is_running()
+
+        second = start_embedded_postgres(tmp_path)
+        assert second.started
+        assert second.pid != first.pid
+        with psycopg.connect(with_database(second.url, "keep")) as conn:
+            assert conn.execute("SELECT note FROM kept").fetchall() == [("survives restarts",)]
+    finally:
+        start_embedded_postgres(tmp_path).stop()
+
+
+def test_starting_embedded_postgres_again_reuses_the_running_server(
+    embedded: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A second start on a running cluster returns that server and does not claim it."""
+    again = start_embedded_postgres(embedded.pgdata.parent)
+    assert not again.started
+    assert again.pid == embedded.pid
+    assert again.url == embedded.url
+
+
+def test_embedded_postgres_works_under_a_data_dir_too_long_for_a_unix_socket(
+    tmp_path: Path,
+) -> None:
+    """A data dir whose socket path would pass the 107-byte limit still starts and connects."""
+    data_dir = tmp_path / ("long-" * 12) / ("deeper-" * 6)
+    assert len(str(data_dir / "postgres" / ".s.PGSQL.5432").encode()) > 107
+    server = start_embedded_postgres(data_dir)
+    try:
+        assert len(str(server.socket_dir / ".s.PGSQL.5432").encode()) <= 107
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+
+
+def test_embedded_postgres_works_under_a_data_dir_with_spaces(tmp_path: Path) -> None:
+    """pg_ctl passes the socket directory through a shell unquoted; spaces must not break it."""
+    server = start_embedded_postgres(tmp_path / "My Projects" / "bank mesh")
+    try:
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+
+
+def test_ensure_database_creates_once_and_then_leaves_the_database_alone(
+    embedded: EmbeddedPostgres,
+) -> None:
+    """The second call finds the database, keeps its contents and returns the same URL."""
+    url = ensure_database(embedded.url, "bankmesh_idempotent")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE marker (id int)")
+    assert ensure_database(embedded.url, "bankmesh_idempotent") == url
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('marker') IS NOT NULL").fetchone() == (True,)
+
+
+def test_ensure_database_is_idempotent_on_an_external_server() -> None:
+    """Against BANKMESH_TEST_DATABASE_URL, repeated calls create one database and agree on its URL."""
+    server_url = os.environ.get("BANKMESH_TEST_DATABASE_URL")
+    if not server_url:
+        pytest.skip("BANKMESH_TEST_DATABASE_URL is not set")
+    name = f"bankmesh_test_{secrets.token_hex(4)}"
+    try:
+        first = ensure_database(server_url, name)
+        assert ensure_database(server_url, name) == first
+        with psycopg.connect(first) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == (name,)
+        with psycopg.connect(server_url) as conn:
+            count = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,))
+            assert count.fetchone() == (1,)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def test_urls_convert_for_sqlalchemy_and_lose_their_secrets_for_display() -> None:
+    """SQLAlchemy gets the psycopg driver named; endpoints.json never gets a password."""
+    assert to_sqlalchemy_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert to_sqlalchemy_url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
+    redacted = redact_url("postgresql://bob:s3cret@db:5432/x?sslmode=require&password=s3cret")
+    assert redacted == "postgresql://bob@db:5432/x?sslmode=require"
+    assert with_database("postgresql://postgres@/postgres?host=/tmp/s", "bankmesh_account") == (
+        "postgresql://postgres@/bankmesh_account?host=/tmp/s"
+    )
+
+
+# --- Supervisor -------------------------------------------------------------
+
+
+def test_a_service_that_crashes_at_start_fails_loudly_with_its_log_tail(
+    tmp_path: Path, fake_service_path: Path
+) -> None:
+    """The error names the service and its exit code and shows what it printed before dying."""
+    spec = ServiceSpec(
+        name="fake",
+        module="fakesvc",
+        env=_environment(fake_service_path, FAKE_MODE="crash"),
+    )
+    with pytest.raises(ServiceFailed) as failure:
+        Supervisor(tmp_path).start(spec, database_url=None)
+    message = str(failure.value)
+    assert "'fake'" in message
+    assert "exited with code 3" in message
+    assert "boom: the fake service cannot read its configuration" in message
+    assert failure.value.log_file == str(tmp_path / "logs" / "fake.log")
+
+
+def test_a_service_that_never_becomes_ready_is_stopped_after_the_timeout(
+    tmp_path: Path, fake_service_path: Path
+) -> None:
+    """A silent service fails start within the ready timeout and is not left running."""
+    spec = ServiceSpec(
+        name="fake", module="fakesvc", env=_environment(fake_service_path, FAKE_MODE="hang")
+    )
+    supervisor = Supervisor(tmp_path, ready_timeout=1.0, grace_period=1.0)
+    started = time.monotonic()
+    with pytest.raises(ServiceFailed, match="did not report ready within 1s") as failure:
+        supervisor.start(spec, database_url=None)
+    assert time.monotonic() - started < 10
+    assert "fake service starting in mode hang" in failure.value.log_tail
+    assert supervisor.services == []
+
+
+def test_failed_migrations_are_reported_with_their_log_tail(
+    tmp_path: Path, fake_service_path: Path
+) -> None:
+    """A migration error stops startup and shows the exception the migration raised."""
+    spec = ServiceSpec(
+        name="fake", module="fakesvc", env=_environment(fake_service_path, FAKE_MIGRATE="fail")
+    )
+    with pytest.raises(ServiceFailed, match="migrations for service 'fake' failed") as failure:
+        Supervisor(tmp_path).migrate(spec, "postgresql://postgres@/unused")
+    assert "RuntimeError: migration 0001 is broken" in failure.value.log_tail
+
+
+def test_the_mesh_writes_endpoints_for_a_ready_service(running_mesh: Mesh) -> None:
+    """endpoints.json names the service's real address, the database without secrets, no credentials."""
+    endpoints = running_mesh.endpoints
+    assert set(endpoints) == {"services", "database", "credentials"}
+    assert running_mesh.fake_address.startswith("127.0.0.1:")
+    assert not running_mesh.fake_address.endswith(":0")
+    assert str(endpoints["database"]).startswith("postgresql://postgres@/postgres?host=")
+    assert endpoints["credentials"] == {}
+    health = check_health("fake", running_mesh.fake_address)
+    assert health.healthy, health
+
+
+def test_migrations_run_against_the_service_database_before_it_starts(
+    running_mesh: Mesh,
+) -> None:
+    """The fake's migration created its table in bankmesh_fake, the URL the service was given."""
+    database = with_database(str(running_mesh.endpoints["database"]), "bankmesh_fake")
+    with psycopg.connect(database) as conn:
+        row = conn.execute("SELECT to_regclass('fake_migrated') IS NOT NULL").fetchone()
+    assert row == (True,)
+    log = (running_mesh.data_dir / "logs" / "fake.log").read_text()
+    assert "fakesvc.app.migrate finished" in log
+    assert log.index("fakesvc.app.migrate finished") < log.index("fake service starting")
+    assert "database: postgresql://postgres@/bankmesh_fake?host=" in log
+
+
+def test_bankmesh_status_reports_each_service_as_serving(running_mesh: Mesh) -> None:
+    """`bankmesh status` health-checks every service in endpoints.json and exits 0."""
+    code, output = _cli("status", "--data-dir", str(running_mesh.data_dir))
+    assert code == 0, output
+    assert "fake" in output
+    assert "SERVING" in output
+    assert running_mesh.fake_address in output
+
+
+def test_a_second_up_on_the_same_data_dir_is_refused(running_mesh: Mesh) -> None:
+    """Two supervisors on one data dir would fight; the second says which pid to stop."""
+    code, output = _cli("up", "--data-dir", str(running_mesh.data_dir))
+    assert code == 1
+    assert "already running" in output
+    assert f"kill {running_mesh.process.pid}" in output
+
+
+def test_sigterm_stops_the_services_and_the_embedded_postgres_cleanly(
+    tmp_path: Path, fake_service_path: Path
+) -> None:
+    """SIGTERM to the supervisor stops the service gracefully, then PostgreSQL, and exits 0."""
+    mesh = _start_mesh(tmp_path, fake_service_path)
+    try:
+        fake_pid = mesh.fake_pid
+        assert mesh.postgres_pid() is not None
+        mesh.process.send_signal(signal.SIGTERM)
+        _, stderr = mesh.process.communicate(timeout=20)
+        assert mesh.process.returncode == 0, stderr
+        assert not pid_alive(fake_pid)
+        # PostgreSQL removes its pidfile last thing; its PID may linger as a
+        # zombie where nothing reaps orphans, so the PID proves nothing.
+        assert mesh.postgres_pid() is None
+        assert "fake service stopped gracefully" in (tmp_path / "logs" / "fake.log").read_text()
+        assert not (tmp_path / "endpoints.json").exists()
+        assert not (tmp_path / "run" / "supervisor.pid").exists()
+    finally:
+        _stop_mesh(mesh)
+
+
+def test_a_service_dying_while_running_stops_the_mesh_with_a_non_zero_exit(
+    tmp_path: Path, fake_service_path: Path
+) -> None:
+    """The supervisor names the dead service, shuts the rest down and exits 1."""
+    mesh = _start_mesh(tmp_path, fake_service_path)
+    try:
+        assert mesh.postgres_pid() is not None
+        os.kill(mesh.fake_pid, signal.SIGKILL)
+        _, stderr = mesh.process.communicate(timeout=20)
+        assert mesh.process.returncode == 1
+        assert "service 'fake'" in stderr
+        assert "was killed by signal 9 while the mesh was running" in stderr
+        assert mesh.postgres_pid() is None
+    finally:
+        _stop_mesh(mesh)
+
+
+def test_an_unreachable_database_url_says_where_and_what_to_do(tmp_path: Path) -> None:
+    """`bankmesh up` with a dead DATABASE_URL names its host and how to fix or drop it."""
+    code, output = _cli(
+        "up",
+        "--data-dir",
+        str(tmp_path),
+        DATABASE_URL="postgresql://postgres:hunter2@127.0.0.1:1/postgres",
+    )
+    assert code == 1
+    assert "127.0.0.1:1" in output
+    assert "unset DATABASE_URL to use the embedded PostgreSQL" in output
+    assert "hunter2" not in output
