@@ -1,9 +1,9 @@
 """How every bankmesh service builds its gRPC server.
 
 `build_server` returns the server and the port it bound (tests pass port 0),
-with the standard health service and reflection registered. Health starts as
-NOT_SERVING for each service name; the service flips it once its
-dependencies answer (see `HealthReporter`).
+with the standard health service and reflection registered. The service
+reports health through `HealthReporter`: NOT_SERVING until its dependencies
+answer, and again whenever they stop answering.
 """
 
 from __future__ import annotations

@@ -115,6 +115,7 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
     engine = create_engine(config.database_url, pool_size=config.pool_size)
     ledger = Ledger(lambda: SqlUnitOfWork(engine), clock or SystemClock())
     server, port, health = build_account_server(ledger, config.listen)
+    await health.set_serving(False)  # until the first database ping answers
     await server.start()
     host = config.listen.rsplit(":", 1)[0]
     tasks = [
