@@ -74,6 +74,9 @@ class _RichReporter:
     def stopping(self, reason: str) -> None:
         self.console.print(Text(f"Stopping: {reason}", style="yellow"))
 
+    def stopped(self, summary: str) -> None:
+        self.console.print(Text(summary))
+
     def warn(self, message: str) -> None:
         err_console.print(Text(f"warning: {message}", style="yellow"))
 

@@ -89,6 +89,10 @@ class Reporter(Protocol):
         """Shutdown begins, and why."""
         ...
 
+    def stopped(self, summary: str) -> None:
+        """Shutdown is complete."""
+        ...
+
     def warn(self, message: str) -> None: ...
 
 
@@ -102,6 +106,9 @@ class QuietReporter:
         pass
 
     def stopping(self, reason: str) -> None:
+        pass
+
+    def stopped(self, summary: str) -> None:
         pass
 
     def warn(self, message: str) -> None:
@@ -265,15 +272,22 @@ def _shutdown(
     # From here on a signal only hurries the shutdown; raising out of it
     # would leave processes behind.
     signals.starting = False
+    stopped = [s.name for s in supervisor.services if s.process.poll() is None]
     killed = supervisor.stop_all(hurry=lambda: signals.hurry)
     for name in killed:
-        reporter.warn(
-            f"service {name!r} ignored SIGTERM for {supervisor.grace_period:.0f}s and was killed"
+        why = (
+            "on a second interrupt"
+            if signals.hurry
+            else f"after ignoring SIGTERM for {supervisor.grace_period:.0f}s"
         )
+        reporter.warn(f"service {name!r} was killed {why}")
     # A server that was already running is someone else's (an earlier run
     # that crashed, a developer's psql session): leave it running.
     if embedded is not None and embedded.started:
         embedded.stop()
+        stopped.append("the embedded PostgreSQL")
+    if stopped:
+        reporter.stopped(f"Stopped {', '.join(stopped)}.")
 
 
 @contextlib.contextmanager

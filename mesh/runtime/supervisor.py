@@ -239,6 +239,8 @@ class Supervisor:
         procs += list(self._starting.values())
         names = {proc.pid: name for name, proc in self._all_processes()}
         killed = _stop_processes(procs, grace_period=self.grace_period, hurry=hurry)
+        for name in names.values():
+            (self.run_dir / f"{name}.ready.json").unlink(missing_ok=True)
         self._services.clear()
         self.remove_endpoints()
         return [names[proc.pid] for proc in killed]

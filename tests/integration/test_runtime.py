@@ -423,6 +423,7 @@ def test_sigterm_stops_the_services_and_the_embedded_postgres_cleanly(
         assert mesh.postgres_pid() is None
         assert "fake service stopped gracefully" in (tmp_path / "logs" / "fake.log").read_text()
         assert not (tmp_path / "endpoints.json").exists()
+        assert not (tmp_path / "run" / "fake.ready.json").exists()
         assert not (tmp_path / "run" / "supervisor.pid").exists()
     finally:
         _stop_mesh(mesh)
