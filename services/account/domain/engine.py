@@ -251,9 +251,11 @@ class LedgerBatch:
         del self.changes.entries[sp.entries :]
         del self.changes.failed[sp.failed :]
         del self.changes.resolved_pending[sp.resolved :]
+        # Holds first: a hold the chain both created and resolved must then
+        # disappear with the rest of the chain, not come back as pending.
+        self.view.transfers.update(sp.pending_changed)
         for transfer_id in sp.transfers_added:
             self.view.transfers.pop(transfer_id, None)
-        self.view.transfers.update(sp.pending_changed)
         self.changes.touched_accounts -= sp.touched
 
     # -- one transfer -----------------------------------------------------------
