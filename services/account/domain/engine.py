@@ -229,7 +229,12 @@ class LedgerBatch:
         for i, request in enumerate(chain):
             if i == failed_at:
                 out.append(failure)
-            elif i < failed_at and results[i].outcome is Outcome.EXISTS:
+            elif (
+                i < failed_at
+                and results[i].outcome is Outcome.EXISTS
+                # Not a repeat of an id this chain created: that one was rolled back.
+                and request.id in self.view.transfers
+            ):
                 out.append(results[i])  # it was there before this chain and still is
             else:
                 out.append(_failed(request, Reason.LINKED_EVENT_FAILED))
