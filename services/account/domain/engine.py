@@ -43,6 +43,8 @@ from .model import (
 )
 
 MAX_BATCH_SIZE = 8190
+# transfers.timeout_seconds is a PostgreSQL integer; the API's field is a uint32.
+MAX_TIMEOUT_SECONDS = 2**31 - 1
 _TICK = timedelta(microseconds=1)
 # Expiry transfers get ids derived from the hold, so expiring twice is impossible
 # (the database also allows one resolution per pending id).
@@ -125,7 +127,7 @@ def validate_shape(t: NewTransfer) -> Reason | None:
         return Reason.INVALID_CURRENCY
     if t.timeout_seconds and t.kind is not TransferKind.PENDING:
         return Reason.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
-    if t.timeout_seconds < 0:
+    if not 0 <= t.timeout_seconds <= MAX_TIMEOUT_SECONDS:
         return Reason.INVALID_ARGUMENT
     if t.debit_account_id is not None and t.debit_account_id == t.credit_account_id:
         return Reason.ACCOUNTS_MUST_BE_DIFFERENT
