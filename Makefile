@@ -9,7 +9,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTOC := $(BIN)/python -m grpc_tools.protoc -I protos -I third_party/googleapis
 NODE_INSTALLED := node_modules/.installed
 BUF := node_modules/.bin/buf
-PY_LINT_PATHS := services mesh tests
+PY_LINT_PATHS := services mesh tests examples
 
 .PHONY: help venv generate check-generated node-deps lint test test-all run clean
 

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from mesh.runtime.postgres import to_sqlalchemy_url
 
-def to_sqlalchemy_url(url: str) -> str:
-    """postgresql://... -> postgresql+psycopg://...; a URL naming a driver is left alone."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+__all__ = ["create_engine", "to_sqlalchemy_url"]
 
 
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
