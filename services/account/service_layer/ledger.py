@@ -286,11 +286,13 @@ def _unlinked(request: NewTransfer) -> NewTransfer:
 
 def _after_account(position: list[Any]) -> tuple[datetime, uuid.UUID]:
     created_at, account_id = position
+    if not isinstance(account_id, str):
+        raise TypeError("account id must be a string")
     return datetime.fromisoformat(created_at), uuid.UUID(account_id)
 
 
 def _before_entry(position: list[Any]) -> tuple[datetime, int]:
     created_at, sequence = position
-    if not isinstance(sequence, int):
+    if type(sequence) is not int:  # not isinstance: JSON true would pass as a bool
         raise TypeError("sequence must be an integer")
     return datetime.fromisoformat(created_at), sequence
