@@ -264,6 +264,10 @@ async def _load_batch(
     # Under the locks: the current state of the holds and whether ids are taken.
     ids = {r.id for r in requests}
     transfers = await ledger.get_transfers(ids | pending_ids | due)
+    if pending_ids & (transfers.keys() - holds.keys()):
+        # A hold the batch names was committed after the unlocked read above,
+        # so its accounts are not locked: start again; the retry locks them.
+        raise WriteConflict("a pending transfer appeared while the batch was loading")
     failed = await ledger.get_failed(ids)
     return LedgerBatch(LedgerView(accounts, transfers, failed), now)
 
