@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import signal
-from dataclasses import dataclass
-from pathlib import Path
 
 import grpc.aio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bankmesh.account.v1 import account_service_pb2, account_service_pb2_grpc
+from mesh.config import ServiceEnvironment
 from mesh.server import HealthReporter, build_server
 from services.account.adapters import migrations
 from services.account.adapters.unit_of_work import SqlUnitOfWork
@@ -38,30 +35,6 @@ from services.common.database import create_engine
 log = logging.getLogger("bankmesh.account")
 
 SERVICE_NAME = account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    database_url: str
-    listen: str = "127.0.0.1:0"
-    ready_file: Path | None = None
-    expiry_interval: float = 1.0
-    health_interval: float = 2.0
-    pool_size: int = 20
-
-    @classmethod
-    def from_env(cls) -> Config:
-        url = os.environ.get("BANKMESH_DATABASE_URL") or os.environ.get("DATABASE_URL")
-        if not url:
-            raise SystemExit(
-                "account service: set BANKMESH_DATABASE_URL (or run it through `bankmesh up`)"
-            )
-        ready = os.environ.get("BANKMESH_READY_FILE")
-        return cls(
-            database_url=url,
-            listen=os.environ.get("BANKMESH_LISTEN", "127.0.0.1:0"),
-            ready_file=Path(ready) if ready else None,
-        )
 
 
 def migrate(database_url: str) -> None:
@@ -111,19 +84,23 @@ async def monitor_health(engine: AsyncEngine, health: HealthReporter, interval: 
         await asyncio.sleep(interval)
 
 
-async def serve(config: Config, clock: Clock | None = None) -> None:
-    engine = create_engine(config.database_url, pool_size=config.pool_size)
+EXPIRY_INTERVAL_SECONDS = 1.0
+HEALTH_INTERVAL_SECONDS = 2.0
+POOL_SIZE = 20
+
+
+async def serve(env: ServiceEnvironment, clock: Clock | None = None) -> None:
+    engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
     ledger = Ledger(lambda: SqlUnitOfWork(engine), clock or SystemClock())
-    server, port, health = build_account_server(ledger, config.listen)
+    server, port, health = build_account_server(ledger, env.listen)
     await health.set_serving(False)  # until the first database ping answers
     await server.start()
-    host = config.listen.rsplit(":", 1)[0]
+    host = env.listen.rsplit(":", 1)[0]
     tasks = [
-        asyncio.create_task(sweep_expired_holds(ledger, config.expiry_interval)),
-        asyncio.create_task(monitor_health(engine, health, config.health_interval)),
+        asyncio.create_task(sweep_expired_holds(ledger, EXPIRY_INTERVAL_SECONDS)),
+        asyncio.create_task(monitor_health(engine, health, HEALTH_INTERVAL_SECONDS)),
     ]
-    if config.ready_file is not None:
-        _write_ready_file(config.ready_file, f"{host}:{port}")
+    env.write_ready_file(f"{host}:{port}")
     log.info("account service listening on %s:%d", host, port)
 
     stop = asyncio.Event()
@@ -142,15 +119,8 @@ async def serve(config: Config, clock: Clock | None = None) -> None:
     await engine.dispose()
 
 
-def _write_ready_file(path: Path, address: str) -> None:
-    # Written atomically: the launcher polls for it and must never read half a file.
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"service": "account", "address": address, "pid": os.getpid()}))
-    tmp.replace(path)
-
-
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(serve(Config.from_env()))
+    asyncio.run(serve(ServiceEnvironment.from_env("account")))
