@@ -79,5 +79,5 @@ class MeshClient:
 
     async def close(self) -> None:
         for channel in self._channels.values():
-            await channel.close()
+            await channel.close(grace=None)
         self._channels.clear()
