@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bankmesh.account.v1 import account_service_pb2, account_service_pb2_grpc
 from mesh.config import ServiceEnvironment
-from mesh.server import HealthReporter, build_server
+from mesh.server import HealthReporter, ServerSecurity, build_server
 from services.account.adapters import migrations
 from services.account.adapters.unit_of_work import SqlUnitOfWork
 from services.account.entrypoints.errors import translate
@@ -43,7 +43,7 @@ def migrate(database_url: str) -> None:
 
 
 def build_account_server(
-    ledger: Ledger, address: str = "127.0.0.1:0"
+    ledger: Ledger, address: str = "127.0.0.1:0", security: ServerSecurity | None = None
 ) -> tuple[grpc.aio.Server, int, HealthReporter]:
     def register(server: grpc.aio.Server) -> None:
         account_service_pb2_grpc.add_AccountServiceServicer_to_server(
@@ -51,10 +51,12 @@ def build_account_server(
         )
 
     return build_server(
+        service="account",
         register=register,
         service_names=[SERVICE_NAME],
         translate_errors=translate,
         address=address,
+        security=security,
     )
 
 
