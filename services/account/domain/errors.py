@@ -7,6 +7,7 @@ enum (without its prefix), so the same word reaches gRPC and REST clients.
      ├── AccountNotFound             ACCOUNT_NOT_FOUND
      ├── TransferNotFound            PENDING_TRANSFER_NOT_FOUND for lookups
      ├── InvalidRequest              request shape: INVALID_*, CONFLICTING_LIMIT_FLAGS, ...
+     ├── PermissionDenied            a customer acting beyond their own accounts
      └── TransferRefused             a transfer result other than CREATED/EXISTS
 
 Batch operations do not raise for individual transfers: they return one
@@ -41,6 +42,7 @@ class Reason(enum.StrEnum):
     ACCOUNT_CLOSED = "ACCOUNT_CLOSED"
     ACCOUNT_BALANCE_NOT_ZERO = "ACCOUNT_BALANCE_NOT_ZERO"
     ACCOUNT_ALREADY_EXISTS = "ACCOUNT_ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
 
     CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
@@ -110,6 +112,10 @@ class AccountNotFound(LedgerError):
 
 class TransferNotFound(LedgerError):
     reason = Reason.PENDING_TRANSFER_NOT_FOUND
+
+
+class PermissionDenied(LedgerError):
+    reason = Reason.PERMISSION_DENIED
 
 
 class AccountStateError(LedgerError):

@@ -173,6 +173,25 @@ class Account:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """On whose behalf an account is read or opened.
+
+    A customer sees only accounts they own; anything else looks exactly like an
+    account that does not exist, so ids cannot be probed. Staff and services
+    (`customer_id=None`) see every account; what they may call at all is the
+    mesh policy's business.
+    """
+
+    customer_id: str | None = None
+
+    def may_see(self, account: Account) -> bool:
+        return self.customer_id is None or account.customer_id == self.customer_id
+
+
+EVERYONE = Viewer()
+
+
 class TransferKind(enum.StrEnum):
     SINGLE_PHASE = "SINGLE_PHASE"
     PENDING = "PENDING"

@@ -14,9 +14,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bankmesh.account.v1 import account_pb2 as pb
 from bankmesh.account.v1 import account_service_pb2 as svc
 from bankmesh.common.v1 import money_pb2
+from mesh import context
 from services.account.domain.engine import Outcome, TransferResult
 from services.account.domain.errors import InvalidRequest, Reason
 from services.account.domain.model import (
+    EVERYONE,
     Account,
     AccountStatus,
     AccountType,
@@ -26,6 +28,7 @@ from services.account.domain.model import (
     NewTransfer,
     Transfer,
     TransferKind,
+    Viewer,
 )
 
 _ACCOUNT_TYPES = {
@@ -61,6 +64,14 @@ _OUTCOMES_PB = {
 
 
 # -- inputs ------------------------------------------------------------------------
+
+
+def viewer() -> Viewer:
+    """Whom the current call is for: the signed-in customer, or anyone (staff, services)."""
+    user = context.end_user.get()
+    if user is not None and user.is_customer:
+        return Viewer(customer_id=user.customer_id)
+    return EVERYONE
 
 
 def parse_uuid(value: str, field: str, *, required: bool = True) -> uuid.UUID | None:

@@ -20,6 +20,7 @@ _CODES: dict[Reason, grpc.StatusCode] = {
     Reason.DEBIT_ACCOUNT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     Reason.CREDIT_ACCOUNT_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     Reason.PENDING_TRANSFER_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Reason.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     Reason.ID_ALREADY_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.ACCOUNT_FROZEN: grpc.StatusCode.FAILED_PRECONDITION,
     Reason.ACCOUNT_CLOSED: grpc.StatusCode.FAILED_PRECONDITION,

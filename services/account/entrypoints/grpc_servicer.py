@@ -36,7 +36,8 @@ class AccountServicer(svc_grpc.AccountServiceServicer):
                 account_type=convert.account_type(request.type),
                 limits=convert.limits(request.limits, request.HasField("limits")),
                 metadata=dict(request.metadata),
-            )
+            ),
+            convert.viewer(),
         )
         return svc.OpenAccountResponse(
             account=convert.account(account), already_existed=not created
@@ -46,14 +47,14 @@ class AccountServicer(svc_grpc.AccountServiceServicer):
         self, request: svc.GetAccountRequest, context: Context
     ) -> svc.GetAccountResponse:
         account_id = convert.required_uuid(request.account_id, "account_id")
-        account = await self._ledger.get_account(account_id)
+        account = await self._ledger.get_account(account_id, convert.viewer())
         return svc.GetAccountResponse(account=convert.account(account))
 
     async def ListAccounts(
         self, request: svc.ListAccountsRequest, context: Context
     ) -> svc.ListAccountsResponse:
         page = await self._ledger.list_accounts(
-            request.customer_id, request.page.page_size, request.page.page_token
+            request.customer_id, request.page.page_size, request.page.page_token, convert.viewer()
         )
         return svc.ListAccountsResponse(
             accounts=[convert.account(a) for a in page.items],
@@ -116,6 +117,7 @@ class AccountServicer(svc_grpc.AccountServiceServicer):
             convert.required_uuid(request.account_id, "account_id"),
             request.page.page_size,
             request.page.page_token,
+            convert.viewer(),
         )
         return svc.ListEntriesResponse(
             entries=[convert.entry(e) for e in page.items],
@@ -127,7 +129,7 @@ class AccountServicer(svc_grpc.AccountServiceServicer):
     ) -> svc.GetBalanceResponse:
         account_id = convert.required_uuid(request.account_id, "account_id")
         as_of = convert.to_datetime(request.as_of) if request.HasField("as_of") else None
-        balances = await self._ledger.balance_at(account_id, as_of)
+        balances = await self._ledger.balance_at(account_id, as_of, convert.viewer())
         response = svc.GetBalanceResponse(
             account_id=str(account_id), balances=convert.balances(balances)
         )

@@ -28,12 +28,14 @@ from services.account.domain.engine import (
 from services.account.domain.errors import (
     AccountNotFound,
     InvalidRequest,
+    PermissionDenied,
     Reason,
     TransferNotFound,
     TransferRefused,
     describe,
 )
 from services.account.domain.model import (
+    EVERYONE,
     Account,
     AccountType,
     Balances,
@@ -41,6 +43,7 @@ from services.account.domain.model import (
     Limits,
     NewTransfer,
     Transfer,
+    Viewer,
 )
 from services.account.domain.model import (
     open_account as new_account,
@@ -80,8 +83,12 @@ class Ledger:
 
     # -- accounts -----------------------------------------------------------------
 
-    async def open_account(self, cmd: OpenAccount) -> tuple[Account, bool]:
+    async def open_account(
+        self, cmd: OpenAccount, viewer: Viewer = EVERYONE
+    ) -> tuple[Account, bool]:
         """The account and whether this call created it (False: an identical one existed)."""
+        if viewer.customer_id is not None:
+            cmd = _own_customer_account(cmd, viewer.customer_id)
         account = new_account(
             account_id=cmd.account_id,
             customer_id=cmd.customer_id,
@@ -106,11 +113,19 @@ class Ledger:
             await uow.commit()
         return account, True
 
-    async def get_account(self, account_id: uuid.UUID) -> Account:
+    async def get_account(self, account_id: uuid.UUID, viewer: Viewer = EVERYONE) -> Account:
         async with self._uow() as uow:
-            return await _existing_account(uow, account_id)
+            return await _existing_account(uow, account_id, viewer)
 
-    async def list_accounts(self, customer_id: str, size: int, token: str) -> Page[Account]:
+    async def list_accounts(
+        self, customer_id: str, size: int, token: str, viewer: Viewer = EVERYONE
+    ) -> Page[Account]:
+        if viewer.customer_id is not None:
+            customer_id = customer_id or viewer.customer_id
+            if customer_id != viewer.customer_id:
+                raise PermissionDenied(
+                    "customers can list only their own accounts", field="customer_id"
+                )
         if not customer_id:
             raise InvalidRequest("customer_id is required", field="customer_id")
         limit = pagination.page_size(size)
@@ -212,12 +227,14 @@ class Ledger:
 
     # -- statements and balances --------------------------------------------------
 
-    async def list_entries(self, account_id: uuid.UUID, size: int, token: str) -> Page[Entry]:
+    async def list_entries(
+        self, account_id: uuid.UUID, size: int, token: str, viewer: Viewer = EVERYONE
+    ) -> Page[Entry]:
         limit = pagination.page_size(size)
         scope = f"entries:{account_id}"
         before = pagination.decode(scope, token, _before_entry)
         async with self._uow() as uow:
-            account = await _existing_account(uow, account_id)
+            account = await _existing_account(uow, account_id, viewer)
             entries = await uow.ledger.list_entries(account_id, before, limit + 1)
         entries = [_in_account_terms(e, account) for e in entries]
         next_token = ""
@@ -227,9 +244,11 @@ class Ledger:
             next_token = pagination.encode(scope, [last.created_at.isoformat(), last.sequence])
         return Page(entries, next_token)
 
-    async def balance_at(self, account_id: uuid.UUID, as_of: datetime | None) -> Balances:
+    async def balance_at(
+        self, account_id: uuid.UUID, as_of: datetime | None, viewer: Viewer = EVERYONE
+    ) -> Balances:
         async with self._uow() as uow:
-            account = await _existing_account(uow, account_id)
+            account = await _existing_account(uow, account_id, viewer)
             if as_of is None:
                 return account.balances
             counters = await uow.ledger.counters_at(account_id, as_of)
@@ -272,11 +291,25 @@ async def _load_batch(
     return LedgerBatch(LedgerView(accounts, transfers, failed), now)
 
 
-async def _existing_account(uow: UnitOfWork, account_id: uuid.UUID) -> Account:
+async def _existing_account(
+    uow: UnitOfWork, account_id: uuid.UUID, viewer: Viewer = EVERYONE
+) -> Account:
     account = await uow.ledger.get_account(account_id)
-    if account is None:
+    # Someone else's account reads exactly like a missing one: ids cannot be probed.
+    if account is None or not viewer.may_see(account):
         raise AccountNotFound(f"account {account_id} does not exist", field="account_id")
     return account
+
+
+def _own_customer_account(cmd: OpenAccount, customer_id: str) -> OpenAccount:
+    """A customer opens plain customer accounts for themselves, nothing else."""
+    if cmd.customer_id not in ("", customer_id):
+        raise PermissionDenied("customers open accounts only for themselves", field="customer_id")
+    if cmd.account_type is not AccountType.CUSTOMER or cmd.limits is not None:
+        raise PermissionDenied(
+            "customers open customer accounts with the standard limits only", field="type"
+        )
+    return replace(cmd, customer_id=customer_id)
 
 
 def _in_account_terms(entry: Entry, account: Account) -> Entry:
