@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mesh.pki import issue_mesh_identities
 from mesh.runtime.errors import MeshError
 from mesh.runtime.launcher import MeshConfig, RunningMesh, launch
 from mesh.runtime.status import check_all, read_endpoints
@@ -34,7 +36,7 @@ DataDir = Annotated[
     Path,
     typer.Option(
         "--data-dir",
-        help="Holds the embedded PostgreSQL, service logs and endpoints.json.",
+        help="Holds the embedded PostgreSQL, certificates, service logs and endpoints.json.",
     ),
 ]
 
@@ -137,6 +139,68 @@ def status(
             )
         )
         raise typer.Exit(1)
+
+
+DEFAULT_IDENTITIES = "account,payment,risk,identity,edge,operator"
+
+
+@app.command()
+def certs(
+    data_dir: DataDir = Path(".bankmesh"),
+    lifetime_hours: Annotated[
+        float,
+        typer.Option("--lifetime-hours", min=0.01, help="How long the new certificates last."),
+    ] = 12.0,
+    services: Annotated[
+        str,
+        typer.Option("--services", help="Comma-separated services to issue identities for."),
+    ] = DEFAULT_IDENTITIES,
+) -> None:
+    """Issue fresh mTLS identities under DATA_DIR/pki (and the CA, when there is none).
+
+    Running services pick up their new certificate at their next connection.
+    """
+    names = [name.strip() for name in services.split(",") if name.strip()]
+    if not names:
+        raise typer.BadParameter("name at least one service", param_hint="--services")
+    pki_dir = data_dir / "pki"
+    had_ca = (pki_dir / "ca" / "ca.pem").exists()
+    try:
+        issued = issue_mesh_identities(pki_dir, names, lifetime=timedelta(hours=lifetime_hours))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--services") from None
+    except OSError as exc:
+        raise _fail(
+            MeshError(
+                f"cannot write certificates under {pki_dir}: {exc}",
+                hint="check that the directory is writable by you, or pass another --data-dir",
+            )
+        ) from None
+    if issued.ca.created:
+        what = (
+            "replaced the CA, which would expire before these certificates"
+            if had_ca
+            else "created the CA"
+        )
+        console.print(Text(f"{what}: {issued.ca.cert_path} (expires {_when(issued.ca.not_after)})"))
+    table = Table(title=f"identities in {pki_dir}")
+    for column in ("service", "SPIFFE id", "expires"):
+        table.add_column(column)
+    for identity in issued.identities.values():
+        table.add_row(identity.service, identity.spiffe_id, _when(identity.not_after))
+    console.print(table)
+    if issued.ca.created and had_ca:
+        err_console.print(
+            Text(
+                "warning: identities issued by the previous CA are no longer trusted; "
+                "re-issue every service's and restart the mesh (`bankmesh up`)",
+                style="yellow",
+            )
+        )
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def main() -> None:

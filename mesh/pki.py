@@ -352,6 +352,46 @@ class CertificateAuthority:
         return self.issue(service, directory=directory, lifetime=lifetime)
 
 
+@dataclass(frozen=True, slots=True)
+class MeshIdentities:
+    """What ``issue_mesh_identities`` left in a data directory's ``pki/``."""
+
+    ca: CertificateAuthority
+    identities: dict[str, IssuedIdentity]
+
+
+def issue_mesh_identities(
+    pki_dir: Path,
+    services: Iterable[str],
+    *,
+    lifetime: timedelta = DEFAULT_LIFETIME,
+    renew_within: timedelta | None = None,
+) -> MeshIdentities:
+    """The CA in ``<pki_dir>/ca`` and an identity per service in ``<pki_dir>/<service>``.
+
+    The CA is created when missing, and replaced when it would expire before
+    a leaf of ``lifetime`` does. With ``renew_within`` an identity is kept
+    while current (see ``ensure_issued``), which is what ``bankmesh up`` does
+    at every start; without it every identity is issued afresh, which is what
+    ``bankmesh certs`` is for.
+    """
+    names = _unique(services)
+    directories = {name: identity_directory(pki_dir, name) for name in names}
+    _make_private_dir(Path(pki_dir))
+    ca = CertificateAuthority.load_or_create(Path(pki_dir) / "ca", min_remaining=lifetime)
+    identities = {
+        name: (
+            ca.issue(name, directory=directory, lifetime=lifetime)
+            if renew_within is None
+            else ca.ensure_issued(
+                name, directory=directory, lifetime=lifetime, renew_within=renew_within
+            )
+        )
+        for name, directory in directories.items()
+    }
+    return MeshIdentities(ca=ca, identities=identities)
+
+
 def _checked_service(service: str) -> str:
     if not _SERVICE_NAME.match(service):
         raise ValueError(

@@ -12,11 +12,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import PolicyBuilder, Store
+from typer.testing import CliRunner
 
+from mesh.cli import app
 from mesh.pki import (
     CertificateAuthority,
     IssuedIdentity,
     identity_directory,
+    issue_mesh_identities,
     spiffe_id,
 )
 
@@ -286,3 +289,61 @@ def test_ensure_issued_replaces_another_cas_or_another_services_identity(
     fixed = ca.ensure_issued("payment", directory=tmp_path / "payment")
     assert fixed.serial != wrong_service.serial
     assert fixed.spiffe_id == spiffe_id("payment")
+
+
+def test_mesh_identities_reuse_current_certificates_when_asked_and_reissue_otherwise(
+    tmp_path: Path,
+) -> None:
+    """With renew_within (bankmesh up) identities are kept; without it (bankmesh certs) all are new."""
+    pki = tmp_path / "pki"
+    first = issue_mesh_identities(pki, ["account", "operator"], renew_within=timedelta(hours=1))
+    assert first.ca.created
+    assert sorted(first.identities) == ["account", "operator"]
+    assert first.identities["operator"].directory == pki / "operator"
+    assert mode(pki) == 0o700
+
+    kept = issue_mesh_identities(pki, ["account", "operator"], renew_within=timedelta(hours=1))
+    assert not kept.ca.created
+    assert kept.identities == first.identities
+
+    fresh = issue_mesh_identities(pki, ["account"])
+    assert fresh.ca.certificate == first.ca.certificate
+    assert fresh.identities["account"].serial != first.identities["account"].serial
+
+
+def test_mesh_identities_refuse_a_service_named_like_the_ca_directory(tmp_path: Path) -> None:
+    """Nothing is written when one of the names is "ca"."""
+    with pytest.raises(ValueError, match="cannot be a service name"):
+        issue_mesh_identities(tmp_path / "pki", ["account", "ca"])
+    assert not (tmp_path / "pki").exists()
+
+
+def test_bankmesh_certs_issues_every_identity_and_lists_it(tmp_path: Path) -> None:
+    """The CA is created once; each run re-issues every named identity and prints its SPIFFE id."""
+    args = ["certs", "--data-dir", str(tmp_path), "--services", "account,operator"]
+    first = CliRunner().invoke(app, [*args, "--lifetime-hours", "2"], env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    assert "created the CA" in first.output
+    for name in ("account", "operator"):
+        assert spiffe_id(name) in first.output
+    account = IssuedIdentity.load(tmp_path / "pki" / "account")
+    assert account.not_after - datetime.now(UTC) <= timedelta(hours=2)
+    assert account.not_after.strftime("%Y-%m-%d %H:%M UTC") in first.output
+
+    second = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert second.exit_code == 0, second.output
+    assert "created the CA" not in second.output
+    assert "replaced the CA" not in second.output
+    again = IssuedIdentity.load(tmp_path / "pki" / "account")
+    assert again.serial != account.serial
+    assert CertificateAuthority.load(tmp_path / "pki" / "ca").issued(again)
+
+
+def test_bankmesh_certs_refuses_a_bad_service_name_without_writing(tmp_path: Path) -> None:
+    """A name that is not a DNS label is a usage error (exit 2) and no CA is made."""
+    result = CliRunner().invoke(
+        app, ["certs", "--data-dir", str(tmp_path), "--services", "account,Risk"]
+    )
+    assert result.exit_code == 2
+    assert "'Risk' is not a service name" in result.output
+    assert not (tmp_path / "pki").exists()
