@@ -1,0 +1,3 @@
+from services.risk.app import main
+
+main()
