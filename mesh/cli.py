@@ -118,9 +118,9 @@ def status(
     """Check each service of a running mesh with the gRPC health check."""
     try:
         endpoints = read_endpoints(data_dir)
+        results = check_all(endpoints, timeout=timeout)
     except MeshError as exc:
         raise _fail(exc) from None
-    results = check_all(endpoints, timeout=timeout)
     table = Table(title=f"bankmesh status ({data_dir})")
     for column in ("service", "address", "health", "detail"):
         table.add_column(column)
@@ -130,6 +130,12 @@ def status(
     console.print(table)
     if endpoints.database:
         console.print(Text(f"database: {endpoints.database}"))
+    if endpoints.credentials:
+        console.print(
+            Text(f"transport: mutual TLS as the operator ({endpoints.credentials['cert']})")
+        )
+    else:
+        console.print(Text("transport: plaintext (the services do not serve mTLS)", style="yellow"))
     if not all(result.healthy for result in results):
         err_console.print(
             Text(

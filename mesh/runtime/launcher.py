@@ -5,13 +5,21 @@ The order of ``launch``:
 1. Refuse to run twice on one data directory (``run/supervisor.pid``): two
    supervisors would fight over logs, ready files and endpoints.json.
 2. PostgreSQL: DATABASE_URL when given, else the embedded server.
-3. Per service, in order: its database, its migrations, its process. Later
+3. Certificates (mesh.pki) under ``<data_dir>/pki``: the CA when missing, and
+   an identity for every service and for the operator CLI, re-issued when it
+   expires within ``renew_within``. Each service is started with
+   ``BANKMESH_IDENTITY_DIR`` pointing at its own.
+4. Per service, in order: its database, its migrations, its process. Later
    services may depend on earlier ones, so each is ready before the next
    starts.
-4. Write endpoints.json and hand the running mesh to the reporter.
-5. Watch until SIGINT/SIGTERM (exit 0) or until a service exits on its own
+5. Write endpoints.json and hand the running mesh to the reporter. The
+   operator's certificate goes into its ``credentials`` only when the
+   services answer TLS on their ports (checked, not assumed: a service may
+   not use its identity yet); each one that serves plaintext is reported as
+   a warning, because nothing should.
+6. Watch until SIGINT/SIGTERM (exit 0) or until a service exits on its own
    (ServiceFailed after shutdown, so exit non-zero).
-6. Shut down in reverse: services, then the embedded PostgreSQL if this run
+7. Shut down in reverse: services, then the embedded PostgreSQL if this run
    started it (one already running before is someone else's to stop).
 
 SIGINT and SIGTERM get the same orderly shutdown in every phase: during
@@ -31,10 +39,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
+from mesh.pki import DEFAULT_LIFETIME, OPERATOR, TRUST_DOMAIN, IssuedIdentity, issue_mesh_identities
 from mesh.runtime._pids import pid_alive, read_pid
 from mesh.runtime.errors import DatabaseUnreachable, MeshError
 from mesh.runtime.postgres import (
@@ -45,6 +55,7 @@ from mesh.runtime.postgres import (
     to_libpq_url,
 )
 from mesh.runtime.supervisor import RunningService, ServiceSpec, Supervisor, listen_address
+from mesh.tls import server_name, speaks_tls
 
 DEFAULT_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(name="account", module="services.account"),
@@ -61,6 +72,10 @@ class MeshConfig:
     services: Sequence[ServiceSpec] = DEFAULT_SERVICES
     ready_timeout: float = 30.0
     grace_period: float = 10.0
+    certificate_lifetime: timedelta = DEFAULT_LIFETIME
+    # A certificate closer than this to expiry is re-issued at start, so a
+    # mesh started now runs at least this long before one lapses.
+    renew_within: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -177,9 +192,13 @@ def launch(config: MeshConfig, reporter: Reporter | None = None) -> int:
         try:
             try:
                 server_url, embedded = _database_server(config, data_dir, reporter)
+                identities = _issue_identities(config, data_dir, reporter)
                 for spec in config.services:
-                    _start_service(supervisor, spec, server_url, config, reporter)
-                supervisor.write_endpoints(redact_url(server_url))
+                    _start_service(
+                        supervisor, spec, server_url, config, reporter, identities[spec.name]
+                    )
+                credentials = _operator_credentials(supervisor, identities[OPERATOR], reporter)
+                supervisor.write_endpoints(redact_url(server_url), credentials)
                 signals.starting = False
             except _Interrupted as interrupted:
                 reporter.stopping(f"{signal.Signals(interrupted.signum).name} during startup")
@@ -225,12 +244,70 @@ def _database_server(
     return embedded.url, embedded
 
 
+def _issue_identities(
+    config: MeshConfig, data_dir: Path, reporter: Reporter
+) -> dict[str, IssuedIdentity]:
+    pki_dir = data_dir / "pki"
+    with reporter.step(f"Checking certificates in {pki_dir}"):
+        try:
+            issued = issue_mesh_identities(
+                pki_dir,
+                [*(spec.name for spec in config.services), OPERATOR],
+                lifetime=config.certificate_lifetime,
+                renew_within=config.renew_within,
+            )
+        except ValueError as exc:
+            raise MeshError(
+                f"cannot issue the mesh's certificates: {exc}",
+                hint="service names must be lowercase DNS labels, and not 'ca'",
+            ) from exc
+        except OSError as exc:
+            raise MeshError(
+                f"cannot write the mesh's certificates under {pki_dir}: {exc}",
+                hint=f"check that {pki_dir} is writable by you, or pass another --data-dir",
+            ) from exc
+    return issued.identities
+
+
+def _operator_credentials(
+    supervisor: Supervisor, operator: IssuedIdentity, reporter: Reporter
+) -> dict[str, str]:
+    """endpoints.json's credentials: the operator's files once services speak TLS."""
+    plaintext = []
+    for service in supervisor.services:
+        try:
+            secure = speaks_tls(service.address, server_name=server_name(service.name))
+        except OSError as exc:
+            # Ready but not answering: the watch that follows reports it if
+            # it died; here it only cannot count as secured.
+            reporter.warn(f"could not check the transport of service {service.name!r}: {exc}")
+            secure = False
+        else:
+            if not secure:
+                reporter.warn(
+                    f"service {service.name!r} serves plaintext gRPC on {service.address}: "
+                    "no mTLS, any local process can call it"
+                )
+        if not secure:
+            plaintext.append(service)
+    if len(plaintext) == len(supervisor.services):
+        # Clients would fail every handshake; tell them plaintext instead.
+        return {}
+    return {
+        "ca": str(operator.ca),
+        "cert": str(operator.cert),
+        "key": str(operator.key),
+        "server_name_suffix": TRUST_DOMAIN,
+    }
+
+
 def _start_service(
     supervisor: Supervisor,
     spec: ServiceSpec,
     server_url: str,
     config: MeshConfig,
     reporter: Reporter,
+    identity: IssuedIdentity,
 ) -> RunningService:
     database_url: str | None = None
     if spec.uses_database:
@@ -252,7 +329,7 @@ def _start_service(
             supervisor.migrate(spec, database_url)
     listen = listen_address(config.listen_host)
     with reporter.step(f"Starting {spec.name}"):
-        return supervisor.start(spec, database_url, listen)
+        return supervisor.start(spec, database_url, listen, identity_dir=identity.directory)
 
 
 def _watch(supervisor: Supervisor, signals: _StopSignals) -> RunningService | None:

@@ -5,18 +5,27 @@ service is ready, removed on a clean stop) and asks each service the standard
 gRPC health question (grpc.health.v1.Health/Check for the empty service name,
 i.e. the server as a whole). Every service registers that servicer, so no
 service-specific client is needed here.
+
+When endpoints.json has ``credentials`` (the launcher writes them once the
+services serve mTLS), the question is asked over mutual TLS as the operator,
+expecting each service's certificate for ``<service>.<server_name_suffix>``;
+otherwise in plaintext. There is no falling back from one to the other: a
+service that should speak mTLS and does not is reported, not talked to.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mesh.pki import TRUST_DOMAIN
 from mesh.runtime.errors import MeshError
+from mesh.tls import IdentityFiles, channel_options, identity_channel_credentials
 
 
 @dataclass(frozen=True)
@@ -25,7 +34,8 @@ class Endpoints:
 
     services: dict[str, str]
     database: str | None = None
-    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    # {"ca", "cert", "key", "server_name_suffix"}; empty for a plaintext mesh.
+    credentials: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,18 +68,66 @@ def read_endpoints(data_dir: Path) -> Endpoints:
     services = document.get("services") if isinstance(document, dict) else None
     if not isinstance(services, dict):
         raise MeshError(f"{path} has no services map", hint="restart the mesh with `bankmesh up`")
+    credentials = document.get("credentials") or {}
+    if not isinstance(credentials, dict) or not all(
+        isinstance(v, str) for v in credentials.values()
+    ):
+        raise MeshError(
+            f"{path} has a credentials entry that is not a map of paths",
+            hint="restart the mesh with `bankmesh up`; it rewrites the file",
+        )
     return Endpoints(
         services={str(k): str(v) for k, v in services.items()},
         database=document.get("database"),
-        credentials=document.get("credentials") or {},
+        credentials=dict(credentials),
     )
 
 
-def check_health(name: str, address: str, *, timeout: float = 2.0) -> ServiceHealth:
+@dataclass(frozen=True)
+class Transport:
+    """How to reach the services: mTLS credentials and the names to expect, or plaintext."""
+
+    credentials: grpc.ChannelCredentials | None = None
+    server_name_suffix: str = TRUST_DOMAIN
+
+    @classmethod
+    def from_endpoints(cls, credentials: Mapping[str, str]) -> Transport:
+        """Plaintext for no credentials; MeshError when they are given but unusable."""
+        if not credentials:
+            return cls()
+        missing = [k for k in ("ca", "cert", "key") if not credentials.get(k)]
+        if missing:
+            raise MeshError(
+                f"endpoints.json credentials lack {', '.join(missing)}",
+                hint="restart the mesh with `bankmesh up`; it rewrites the file",
+            )
+        files = IdentityFiles(
+            cert=Path(credentials["cert"]), key=Path(credentials["key"]), ca=Path(credentials["ca"])
+        )
+        try:
+            channel_credentials = identity_channel_credentials(files)
+        except (OSError, ValueError) as exc:
+            raise MeshError(
+                f"cannot use the operator certificate from endpoints.json: {exc}",
+                hint="`bankmesh certs` re-issues it (or restart the mesh with `bankmesh up`)",
+            ) from exc
+        return cls(channel_credentials, credentials.get("server_name_suffix") or TRUST_DOMAIN)
+
+
+def check_health(
+    name: str, address: str, *, timeout: float = 2.0, transport: Transport | None = None
+) -> ServiceHealth:
     """Ask the server at ``address`` for its overall gRPC health."""
-    # Plain-text for now: once the mesh uses mTLS, the client certificate
-    # comes from endpoints.json's credentials map.
-    with grpc.insecure_channel(address) as channel:
+    transport = transport or Transport()
+    if transport.credentials is not None:
+        channel = grpc.secure_channel(
+            address,
+            transport.credentials,
+            options=channel_options(name, domain=transport.server_name_suffix),
+        )
+    else:
+        channel = grpc.insecure_channel(address)
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -87,7 +145,9 @@ def check_health(name: str, address: str, *, timeout: float = 2.0) -> ServiceHea
 
 
 def check_all(endpoints: Endpoints, *, timeout: float = 2.0) -> list[ServiceHealth]:
+    """Health of every service, over the transport endpoints.json says (MeshError if unusable)."""
+    transport = Transport.from_endpoints(endpoints.credentials)
     return [
-        check_health(name, address, timeout=timeout)
+        check_health(name, address, timeout=timeout, transport=transport)
         for name, address in sorted(endpoints.services.items())
     ]

@@ -5,8 +5,9 @@ risk, identity and edge later) implements:
 
 * It is started as ``python -m <module>`` (``services.<name>``) with
   ``BANKMESH_DATABASE_URL`` (libpq URL of its own database),
-  ``BANKMESH_LISTEN`` (``host:port``; port 0 picks a free one) and
-  ``BANKMESH_READY_FILE``.
+  ``BANKMESH_LISTEN`` (``host:port``; port 0 picks a free one),
+  ``BANKMESH_READY_FILE`` and ``BANKMESH_IDENTITY_DIR`` (its certificate,
+  key and the mesh CA, see mesh.pki).
 * Once it serves, it writes ``{"service": ..., "address": "host:port",
   "pid": ...}`` to the ready file atomically (write elsewhere, rename). The
   address is how the supervisor learns which port 0 became.
@@ -166,10 +167,16 @@ class Supervisor:
             )
 
     def start(
-        self, spec: ServiceSpec, database_url: str | None, listen: str = "127.0.0.1:0"
+        self,
+        spec: ServiceSpec,
+        database_url: str | None,
+        listen: str = "127.0.0.1:0",
+        *,
+        identity_dir: Path | None = None,
     ) -> RunningService:
         """Start ``spec`` and wait until it reports ready.
 
+        ``identity_dir`` becomes the service's ``BANKMESH_IDENTITY_DIR``.
         Raises ServiceFailed, with the tail of the service's log, when it exits
         first or stays silent for ``ready_timeout`` seconds; the process is
         gone by then.
@@ -183,6 +190,8 @@ class Supervisor:
         env = self._environment(spec, database_url if spec.uses_database else None)
         env["BANKMESH_LISTEN"] = listen
         env["BANKMESH_READY_FILE"] = str(ready_file)
+        if identity_dir is not None:
+            env["BANKMESH_IDENTITY_DIR"] = str(identity_dir)
         log_path = self.log_file(spec.name)
 
         with self._open_log(spec.name, f"starting {spec.module} on {listen}") as log:
@@ -248,18 +257,21 @@ class Supervisor:
     def write_endpoints(
         self,
         database: str | None,
-        credentials: Mapping[str, Mapping[str, str]] | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> Path:
         """Write ``endpoints.json`` for the running services.
 
         ``database`` must already be stripped of secrets: the file is for any
-        local client to read. ``credentials`` maps a service to the client
-        certificate paths for reaching it once the mesh uses mTLS.
+        local client to read. ``credentials`` is how a local client (the
+        operator CLI) reaches the services over mTLS: paths of its ``ca``,
+        ``cert`` and ``key``, and the ``server_name_suffix`` each service's
+        certificate is issued under; empty while the services serve plaintext.
+        Paths only: the key stays in its 0600 file.
         """
         document = {
             "services": {s.name: s.address for s in self._services.values()},
             "database": database,
-            "credentials": {k: dict(v) for k, v in (credentials or {}).items()},
+            "credentials": dict(credentials or {}),
         }
         _write_atomically(self.endpoints_file, json.dumps(document, indent=2) + "\n")
         return self.endpoints_file
@@ -273,7 +285,11 @@ class Supervisor:
 
     def _environment(self, spec: ServiceSpec, database_url: str | None) -> dict[str, str]:
         # Unbuffered, so the log tail shown on a crash holds the last words.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+        inherited = dict(os.environ)
+        # One from the operator's shell would give every service the same
+        # identity; start() passes each service its own.
+        inherited.pop("BANKMESH_IDENTITY_DIR", None)
+        env = {**inherited, "PYTHONUNBUFFERED": "1", **spec.env}
         env.pop("BANKMESH_DATABASE_URL", None)
         if database_url is not None:
             env["BANKMESH_DATABASE_URL"] = database_url

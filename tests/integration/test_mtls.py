@@ -7,6 +7,10 @@ with the reason ``peer_identity`` gave. The server is "account"; the usual
 client is "payment". Certificates the CA would never issue (no URI SAN, two,
 expired) are made here with cryptography, signed by the test CA's key.
 Everything is issued into temporary directories for the session.
+
+The last tests run ``launch`` (what ``bankmesh up`` runs) in a child process
+with two throwaway services: ``secure`` serves mTLS with the identity it is
+given, ``plain`` ignores it and serves plaintext.
 """
 
 from __future__ import annotations
@@ -14,9 +18,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
+import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator, Sequence
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,8 +40,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
+from typer.testing import CliRunner
 
+from mesh.cli import app
 from mesh.pki import CertificateAuthority, IssuedIdentity, spiffe_id
+from mesh.runtime.errors import MeshError
+from mesh.runtime.status import Endpoints, check_all
 from mesh.tls import (
     PeerIdentityError,
     RotatingChannel,
@@ -531,3 +545,189 @@ async def test_a_rotating_channel_follows_its_reissued_client_certificate(
             await call_who_am_i(old)
     finally:
         await rotating.close()
+
+
+def test_status_refuses_credentials_it_cannot_use_instead_of_going_plaintext(
+    pki: Pki, tmp_path: Path
+) -> None:
+    """endpoints.json credentials naming a missing key are an error with a hint, not a fallback."""
+    credentials = {
+        "ca": str(pki.client.ca),
+        "cert": str(pki.client.cert),
+        "key": str(tmp_path / "gone.pem"),
+        "server_name_suffix": "bankmesh.local",
+    }
+    with pytest.raises(MeshError, match="cannot use the operator certificate") as caught:
+        check_all(Endpoints(services={"account": "127.0.0.1:1"}, credentials=credentials))
+    assert caught.value.hint is not None
+    assert "bankmesh certs" in caught.value.hint
+
+
+FAKE_SERVICE = """
+import asyncio, json, os, signal
+from pathlib import Path
+
+import grpc.aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from mesh.tls import server_credentials
+
+
+async def main():
+    identity = os.environ["BANKMESH_IDENTITY_DIR"]
+    print(f"identity: {identity}", flush=True)
+    server = grpc.aio.server()
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    listen = os.environ["BANKMESH_LISTEN"]
+    if os.environ.get("FAKE_PLAINTEXT") == "1":
+        port = server.add_insecure_port(listen)
+    else:
+        port = server.add_secure_port(listen, server_credentials(Path(identity)))
+    await server.start()
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    ready = os.environ["BANKMESH_READY_FILE"]
+    with open(ready + ".tmp", "w") as f:
+        json.dump({"address": f"127.0.0.1:{port}", "pid": os.getpid()}, f)
+    os.replace(ready + ".tmp", ready)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
+asyncio.run(main())
+"""
+
+DRIVER = """
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+from mesh.runtime.launcher import MeshConfig, launch
+from mesh.runtime.supervisor import ServiceSpec
+
+
+class WarningsToFile:
+    def step(self, description):
+        return nullcontext()
+
+    def started(self, mesh):
+        pass
+
+    def stopping(self, reason):
+        pass
+
+    def stopped(self, summary):
+        pass
+
+    def warn(self, message):
+        with open(Path(sys.argv[1]) / "warnings.txt", "a") as f:
+            print(message, file=f)
+
+
+config = MeshConfig(
+    data_dir=Path(sys.argv[1]),
+    database_url=sys.argv[2],
+    services=[
+        ServiceSpec(name="secure", module="fakesvc", uses_database=False),
+        ServiceSpec(
+            name="plain", module="fakesvc", uses_database=False, env={"FAKE_PLAINTEXT": "1"}
+        ),
+    ],
+    grace_period=5,
+)
+sys.exit(launch(config, WarningsToFile()))
+"""
+
+
+@dataclass
+class LaunchedMesh:
+    data_dir: Path
+    process: subprocess.Popen[str]
+
+    @property
+    def endpoints(self) -> dict[str, object]:
+        document: dict[str, object] = json.loads((self.data_dir / "endpoints.json").read_text())
+        return document
+
+
+@pytest.fixture(scope="module")
+def launched_mesh(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server_url: str
+) -> Iterator[LaunchedMesh]:
+    code = tmp_path_factory.mktemp("fake-services")
+    (code / "fakesvc").mkdir()
+    (code / "fakesvc" / "__init__.py").write_text("")
+    (code / "fakesvc" / "__main__.py").write_text(textwrap.dedent(FAKE_SERVICE))
+    data_dir = tmp_path_factory.mktemp("mesh")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
+    process = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(data_dir), postgres_server_url],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    mesh = LaunchedMesh(data_dir, process)
+    try:
+        deadline = time.monotonic() + 30
+        while not (data_dir / "endpoints.json").exists():
+            if process.poll() is not None:
+                pytest.fail(f"launch exited with {process.returncode}: {process.communicate()[1]}")
+            if time.monotonic() > deadline:
+                pytest.fail("launch did not write endpoints.json within 30 s")
+            time.sleep(0.05)
+        yield mesh
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def test_bankmesh_up_starts_each_service_with_its_own_identity(launched_mesh: LaunchedMesh) -> None:
+    """BANKMESH_IDENTITY_DIR is <data-dir>/pki/<service>, holding that service's SPIFFE id."""
+    pki = launched_mesh.data_dir / "pki"
+    for name in ("secure", "plain"):
+        log = (launched_mesh.data_dir / "logs" / f"{name}.log").read_text()
+        assert f"identity: {pki / name}\n" in log
+        assert IssuedIdentity.load(pki / name).spiffe_id == spiffe_id(name)
+    operator = IssuedIdentity.load(pki / "operator")
+    assert operator.spiffe_id == "spiffe://bankmesh.local/svc/operator"
+    assert operator.key.stat().st_mode & 0o777 == 0o600
+
+
+def test_bankmesh_up_writes_the_operator_credentials_once_services_speak_tls(
+    launched_mesh: LaunchedMesh,
+) -> None:
+    """endpoints.json names the operator's cert, key and CA; the plaintext service is warned about."""
+    operator = launched_mesh.data_dir / "pki" / "operator"
+    assert launched_mesh.endpoints["credentials"] == {
+        "ca": str(operator / "ca.pem"),
+        "cert": str(operator / "cert.pem"),
+        "key": str(operator / "key.pem"),
+        "server_name_suffix": "bankmesh.local",
+    }
+    warnings = (launched_mesh.data_dir / "warnings.txt").read_text().splitlines()
+    assert len(warnings) == 1
+    assert warnings[0].startswith("service 'plain' serves plaintext gRPC on 127.0.0.1:")
+
+
+def test_bankmesh_status_asks_over_mtls_as_the_operator_and_never_falls_back(
+    launched_mesh: LaunchedMesh,
+) -> None:
+    """The mTLS service is SERVING; the plaintext one is UNREACHABLE over mTLS, so status exits 1."""
+    result = CliRunner().invoke(
+        app, ["status", "--data-dir", str(launched_mesh.data_dir)], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 1, result.output
+    rows = {line.split()[1]: line for line in result.output.splitlines() if line.startswith("│")}
+    assert "SERVING" in rows["secure"].split()
+    assert "UNREACHABLE" in rows["plain"].split()
+    assert "transport: mutual TLS as the operator" in result.output
