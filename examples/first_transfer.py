@@ -4,13 +4,13 @@ Start the mesh first (`make run`), then in another terminal:
 
     .venv/bin/python examples/first_transfer.py
 
-It finds the account service in .bankmesh/endpoints.json (or the file named by
-BANKMESH_ENDPOINTS) and talks to it with the generated stubs.
+It finds the account service in .bankmesh/endpoints.json (or the data
+directory named by BANKMESH_DATA_DIR) and talks to it over mutual TLS as the
+operator, with the generated stubs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 from bankmesh.account.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from bankmesh.common.v1 import money_pb2
 from mesh.errors import error_info
+from mesh.operator import operator_channel
 from services.common.money import Money
 
 
@@ -29,9 +30,8 @@ def eur(cents: int) -> money_pb2.Money:
 
 
 def main() -> None:
-    endpoints = Path(os.environ.get("BANKMESH_ENDPOINTS", ".bankmesh/endpoints.json"))
-    address = json.loads(endpoints.read_text())["services"]["account"]
-    with grpc.insecure_channel(address) as channel:
+    data_dir = Path(os.environ.get("BANKMESH_DATA_DIR", ".bankmesh"))
+    with operator_channel("account", data_dir) as channel:
         ledger = account_service_pb2_grpc.AccountServiceStub(channel)
 
         def open_account(kind: int, customer: str = "") -> str:

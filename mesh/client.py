@@ -1,9 +1,18 @@
 """Outbound gRPC: one channel per downstream service, built the same way everywhere.
 
 `MeshClient(env).channel("account")` returns a grpc.aio channel to every
-address endpoints.json lists for that service, balanced round-robin, with a
-retry policy in the service config (UNAVAILABLE only, for methods that are
-safe to repeat) and the mesh's client interceptors.
+address endpoints.json lists for that service, balanced round-robin, with:
+
+* mutual TLS from this service's identity directory, re-opened when the
+  certificates rotate (`mesh.tls.RotatingChannel`), the server name pinned to
+  `<service>.bankmesh.local`;
+* a retry policy in the service config (UNAVAILABLE only: every bankmesh
+  mutation is idempotent by a client-chosen id, so a retry cannot move money twice);
+* the outbound interceptors (`mesh.interceptors.outbound`): request id, trace
+  context, the end user re-signed for the callee, the caller's remaining
+  deadline, and a circuit breaker per downstream.
+
+Ask for `channel()` per call (it is cheap): after a rotation it is a new channel.
 """
 
 from __future__ import annotations
@@ -15,11 +24,18 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from mesh import pki
 from mesh.config import ServiceEnvironment
+from mesh.interceptors.outbound import (
+    CircuitBreaker,
+    PropagateDeadline,
+    PropagateEndUser,
+    PropagateRequestId,
+    PropagateTraceContext,
+)
+from mesh.security import identity_signer
+from mesh.tls import RotatingChannel
 
-# Every bankmesh mutation is idempotent by a client-chosen id (transfer id,
-# idempotency key), so retrying UNAVAILABLE (the request never reached a
-# server, or the server went away) cannot duplicate money movement.
 RETRY_POLICY = {
     "maxAttempts": 4,
     "initialBackoff": "0.05s",
@@ -46,18 +62,20 @@ def target_for(addresses: Sequence[str]) -> str:
     return ("ipv6:" if ipv6 else "ipv4:") + ",".join(addresses)
 
 
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.service_config", service_config()),
+    ("grpc.enable_retries", 1),
+]
+
+
 class MeshClient:
     """Channels to the other services named in endpoints.json, created on first use."""
 
-    def __init__(
-        self,
-        env: ServiceEnvironment,
-        *,
-        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
-    ) -> None:
+    def __init__(self, env: ServiceEnvironment) -> None:
         self._env = env
-        self._interceptors = list(interceptors)
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._signer = None if env.insecure_dev else identity_signer(env)
+        self._channels: dict[str, RotatingChannel | grpc.aio.Channel] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
 
     def channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._channels:
@@ -67,17 +85,33 @@ class MeshClient:
                     f"no address for the {service} service in {self._env.endpoints_file}; "
                     "is it running (bankmesh status)?"
                 )
-            self._channels[service] = self._open(target_for(addresses))
-        return self._channels[service]
+            self._channels[service] = self._open(service, target_for(addresses))
+        channel = self._channels[service]
+        return channel.channel() if isinstance(channel, RotatingChannel) else channel
 
-    def _open(self, target: str) -> grpc.aio.Channel:
-        options: list[tuple[str, Any]] = [
-            ("grpc.service_config", service_config()),
-            ("grpc.enable_retries", 1),
-        ]
-        return grpc.aio.insecure_channel(target, options=options, interceptors=self._interceptors)
+    def _open(self, service: str, target: str) -> RotatingChannel | grpc.aio.Channel:
+        breaker = self.breakers[service] = CircuitBreaker(service)
+        interceptors: list[Any] = [PropagateRequestId(), PropagateTraceContext()]
+        if self._signer is not None:
+            interceptors.append(PropagateEndUser(self._signer, pki.spiffe_id(service)))
+        interceptors += [PropagateDeadline(), breaker]
+        if self._env.insecure_dev:
+            return grpc.aio.insecure_channel(
+                target, options=CHANNEL_OPTIONS, interceptors=interceptors
+            )
+        assert self._env.identity_dir is not None  # identity_signer() checked it
+        return RotatingChannel(
+            target,
+            self._env.identity_dir,
+            service=service,
+            options=CHANNEL_OPTIONS,
+            interceptors=interceptors,
+        )
 
     async def close(self) -> None:
         for channel in self._channels.values():
-            await channel.close(grace=None)
+            if isinstance(channel, RotatingChannel):
+                await channel.close()
+            else:
+                await channel.close(grace=None)
         self._channels.clear()

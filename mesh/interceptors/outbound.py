@@ -72,8 +72,8 @@ class PropagateTraceContext(_Base):
 
 
 class PropagateEndUser(_Base):
-    def __init__(self, signer: assertions.AssertionSigner, audience: str) -> None:
-        self._signer = signer
+    def __init__(self, signer: Callable[[], assertions.AssertionSigner], audience: str) -> None:
+        self._signer = signer  # returns the current signer: keys rotate
         self._audience = audience
 
     async def intercept_unary_unary(
@@ -81,7 +81,7 @@ class PropagateEndUser(_Base):
     ) -> Any:
         user = context.end_user.get()
         if user is not None:
-            token = self._signer.sign(user, self._audience)
+            token = self._signer().sign(user, self._audience)
             details = _with(details, metadata=[(assertions.HEADER, token)])
         return await continuation(details, request)
 

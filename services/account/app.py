@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bankmesh.account.v1 import account_service_pb2, account_service_pb2_grpc
 from mesh.config import ServiceEnvironment
+from mesh.security import server_security
 from mesh.server import HealthReporter, ServerSecurity, build_server
+from mesh.telemetry import configure_tracing
 from services.account.adapters import migrations
 from services.account.adapters.unit_of_work import SqlUnitOfWork
 from services.account.entrypoints.errors import translate
@@ -92,9 +94,10 @@ POOL_SIZE = 20
 
 
 async def serve(env: ServiceEnvironment, clock: Clock | None = None) -> None:
+    configure_tracing("account")
     engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
     ledger = Ledger(lambda: SqlUnitOfWork(engine), clock or SystemClock())
-    server, port, health = build_account_server(ledger, env.listen)
+    server, port, health = build_account_server(ledger, env.listen, server_security(env))
     await health.set_serving(False)  # until the first database ping answers
     await server.start()
     host = env.listen.rsplit(":", 1)[0]
