@@ -1,0 +1,3 @@
+from services.payment.app import main
+
+main()

@@ -1,0 +1,192 @@
+"""Wiring of the payment service: configuration in, a running gRPC server out.
+
+Nothing happens at import time. `serve()` is what `python -m services.payment`
+runs; tests use `build_payment_server()` directly with port 0, and the
+launcher calls `migrate(url)` before starting us.
+
+Outbound channels come from `mesh.client.MeshClient(env)`: "account" (the
+ledger) and "risk". They are looked up on first use, so the service starts
+even while those are not published yet; until they are, calls to them count
+as unavailable (risk down: payments are held for review; ledger down:
+payments stay PENDING until the recovery loop finishes them).
+
+Background work, each in its own task:
+* the recovery loop (`service_layer/recovery.py`) every `recovery_interval`
+  seconds finishes payments a crash or an outage left half-way, and notices
+  review holds the ledger expired;
+* the health monitor pings PostgreSQL and reports NOT_SERVING while it is down.
+
+Settings beyond `mesh.config.ServiceEnvironment`, from the environment:
+
+| variable                                   | default        | meaning                      |
+|--------------------------------------------|----------------|------------------------------|
+| BANKMESH_PAYMENT_REVIEW_TIMEOUT_SECONDS    | 259200 (72 h)  | how long a review hold lasts |
+| BANKMESH_PAYMENT_RECOVERY_INTERVAL_SECONDS | 2              | recovery loop period         |
+| BANKMESH_PAYMENT_RECOVERY_GRACE_SECONDS    | 5              | age before a PENDING payment |
+|                                            |                | counts as left behind        |
+| BANKMESH_PAYMENT_CRASH_AT                  | unset          | test hook, see crash.py      |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass
+
+import grpc.aio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bankmesh.payment.v1 import payment_service_pb2, payment_service_pb2_grpc
+from mesh.client import MeshClient
+from mesh.config import ServiceEnvironment
+from mesh.server import HealthReporter, build_server
+from services.common.database import create_engine
+from services.payment.adapters import migrations
+from services.payment.adapters.ledger_client import GrpcLedger
+from services.payment.adapters.locks import AdvisoryLocks
+from services.payment.adapters.risk_client import GrpcRisk
+from services.payment.adapters.unit_of_work import SqlUnitOfWork
+from services.payment.entrypoints.errors import translate
+from services.payment.entrypoints.grpc_servicer import PaymentServicer
+from services.payment.service_layer.crash import crash_at
+from services.payment.service_layer.payments import (
+    DEFAULT_REVIEW_TIMEOUT_SECONDS,
+    Payments,
+    Settings,
+)
+from services.payment.service_layer.recovery import Recovery
+from services.payment.service_layer.unit_of_work import Clock, SystemClock
+
+log = logging.getLogger("bankmesh.payment")
+
+SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
+
+HEALTH_INTERVAL_SECONDS = 2.0
+POOL_SIZE = 10
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentConfig:
+    review_timeout_seconds: int = DEFAULT_REVIEW_TIMEOUT_SECONDS
+    recovery_interval_seconds: float = 2.0
+    recovery_grace_seconds: float = 5.0
+    crash_at: str = ""
+
+    @classmethod
+    def from_env(cls) -> PaymentConfig:
+        env = os.environ
+        default = cls()
+        return cls(
+            review_timeout_seconds=int(
+                env.get("BANKMESH_PAYMENT_REVIEW_TIMEOUT_SECONDS", default.review_timeout_seconds)
+            ),
+            recovery_interval_seconds=float(
+                env.get(
+                    "BANKMESH_PAYMENT_RECOVERY_INTERVAL_SECONDS", default.recovery_interval_seconds
+                )
+            ),
+            recovery_grace_seconds=float(
+                env.get("BANKMESH_PAYMENT_RECOVERY_GRACE_SECONDS", default.recovery_grace_seconds)
+            ),
+            crash_at=env.get("BANKMESH_PAYMENT_CRASH_AT", ""),
+        )
+
+
+def migrate(database_url: str) -> None:
+    """Bring the payment schema up to date (the launcher calls this before starting us)."""
+    migrations.upgrade(database_url)
+
+
+def build_payment_server(
+    payments: Payments, address: str = "127.0.0.1:0"
+) -> tuple[grpc.aio.Server, int, HealthReporter]:
+    def register(server: grpc.aio.Server) -> None:
+        payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(
+            PaymentServicer(payments), server
+        )
+
+    return build_server(
+        register=register,
+        service_names=[SERVICE_NAME],
+        translate_errors=translate,
+        address=address,
+    )
+
+
+async def monitor_health(engine: AsyncEngine, health: HealthReporter, interval: float) -> None:
+    serving: bool | None = None
+    while True:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            now_serving = True
+        except Exception:
+            now_serving = False
+        if now_serving != serving:
+            serving = now_serving
+            await health.set_serving(serving)
+            log.info("health: %s", "SERVING" if serving else "NOT_SERVING (database unreachable)")
+        await asyncio.sleep(interval)
+
+
+async def serve(
+    env: ServiceEnvironment, config: PaymentConfig | None = None, clock: Clock | None = None
+) -> None:
+    config = config or PaymentConfig.from_env()
+    clock = clock or SystemClock()
+    engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
+    mesh = MeshClient(env)
+
+    def uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine)
+
+    payments = Payments(
+        uow,
+        AdvisoryLocks(engine),
+        GrpcLedger(lambda: mesh.channel("account")),
+        GrpcRisk(lambda: mesh.channel("risk")),
+        clock,
+        Settings(review_timeout_seconds=config.review_timeout_seconds),
+        crash=crash_at(config.crash_at),
+    )
+    if config.crash_at:
+        log.warning("crash hook armed: this process will kill itself at %s", config.crash_at)
+    recovery = Recovery(payments, uow, clock, grace_seconds=config.recovery_grace_seconds)
+
+    server, port, health = build_payment_server(payments, env.listen)
+    await health.set_serving(False)  # until the first database ping answers
+    await server.start()
+    host = env.listen.rsplit(":", 1)[0]
+    tasks = [
+        asyncio.create_task(recovery.run_forever(config.recovery_interval_seconds)),
+        asyncio.create_task(monitor_health(engine, health, HEALTH_INTERVAL_SECONDS)),
+    ]
+    env.write_ready_file(f"{host}:{port}")
+    log.info("payment service listening on %s:%d", host, port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("payment service draining in-flight calls")
+    await health.set_serving(False)
+    await server.stop(grace=5)
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await mesh.close()
+    await engine.dispose()
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(ServiceEnvironment.from_env("payment")))
