@@ -39,7 +39,7 @@ from redis.backoff import NoBackoff
 
 from bankmesh.risk.v1 import risk_service_pb2, risk_service_pb2_grpc
 from mesh.config import ServiceEnvironment
-from mesh.server import HealthReporter, build_server
+from mesh.server import HealthReporter, ServerSecurity, build_server
 from services.common.database import create_engine
 from services.risk.adapters import migrations
 from services.risk.adapters.redis_state import RedisState
@@ -122,7 +122,10 @@ def build_scorer(
 
 
 def build_risk_server(
-    scorer: RiskScorer, address: str = "127.0.0.1:0", clock: Clock | None = None
+    scorer: RiskScorer,
+    address: str = "127.0.0.1:0",
+    security: ServerSecurity | None = None,
+    clock: Clock | None = None,
 ) -> tuple[grpc.aio.Server, int, HealthReporter]:
     def register(server: grpc.aio.Server) -> None:
         risk_service_pb2_grpc.add_RiskServiceServicer_to_server(
@@ -130,10 +133,12 @@ def build_risk_server(
         )
 
     return build_server(
+        service="risk",
         register=register,
         service_names=[SERVICE_NAME],
         translate_errors=translate,
         address=address,
+        security=security,
     )
 
 
@@ -162,7 +167,10 @@ async def monitor_health(
 
 
 async def serve(
-    env: ServiceEnvironment, settings: RiskSettings | None = None, clock: Clock | None = None
+    env: ServiceEnvironment,
+    settings: RiskSettings | None = None,
+    clock: Clock | None = None,
+    security: ServerSecurity | None = None,
 ) -> None:
     settings = settings or RiskSettings.from_env()
     try:
@@ -179,7 +187,7 @@ async def serve(
     state = redis_state(client, config, settings.key_prefix)
     decisions = SqlDecisionRepository(engine)
     scorer = build_scorer(config, state, decisions, clock, state_timeout=settings.state_timeout)
-    server, port, health = build_risk_server(scorer, env.listen, clock)
+    server, port, health = build_risk_server(scorer, env.listen, security, clock)
     await health.set_serving(False)  # until the first database ping answers
     await server.start()
     host = env.listen.rsplit(":", 1)[0]

@@ -236,6 +236,8 @@ def _jitter(rng: random.Random, place: tuple[float, float], spread: float) -> tu
 
 
 def _daytime_ms(rng: random.Random, day_start: int) -> int:
+    if rng.random() < 0.05:  # night owls and shift workers: night alone is no signal
+        return day_start + rng.randrange(DAY_MS)
     hour = min(max(rng.gauss(14.5, 3.8), 7.0), 23.5)
     return day_start + int(hour * HOUR_MS) + rng.randrange(60_000)
 
