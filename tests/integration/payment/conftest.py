@@ -69,7 +69,9 @@ def payment_database_url(databases: DatabaseFactory) -> str:
 
 @pytest.fixture(scope="session")
 async def payment_engine(payment_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(payment_database_url, pool_size=20)
+    # Small: the PostgreSQL server is shared with other suites (max_connections is
+    # finite), and waiters queue on the pool rather than fail.
+    engine = create_engine(payment_database_url, pool_size=5)
     yield engine
     await engine.dispose()
 
