@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bankmesh.payment.v1 import payment_service_pb2, payment_service_pb2_grpc
 from mesh.client import MeshClient
 from mesh.config import ServiceEnvironment
-from mesh.server import HealthReporter, build_server
+from mesh.server import HealthReporter, ServerSecurity, build_server
 from services.common.database import create_engine
 from services.payment.adapters import migrations
 from services.payment.adapters.ledger_client import GrpcLedger
@@ -102,7 +102,7 @@ def migrate(database_url: str) -> None:
 
 
 def build_payment_server(
-    payments: Payments, address: str = "127.0.0.1:0"
+    payments: Payments, address: str = "127.0.0.1:0", security: ServerSecurity | None = None
 ) -> tuple[grpc.aio.Server, int, HealthReporter]:
     def register(server: grpc.aio.Server) -> None:
         payment_service_pb2_grpc.add_PaymentServiceServicer_to_server(
@@ -114,6 +114,7 @@ def build_payment_server(
         service_names=[SERVICE_NAME],
         translate_errors=translate,
         address=address,
+        security=security,
     )
 
 
