@@ -49,7 +49,7 @@ class PaymentServicer(svc_grpc.PaymentServiceServicer):
         self, request: svc.ListPaymentsRequest, context: Context
     ) -> svc.ListPaymentsResponse:
         with deadlines.within(context.time_remaining()):
-            page = await self._payments.list(
+            page = await self._payments.list_payments(
                 convert.current_caller(),
                 convert.required_uuid(request.account_id, "account_id"),
                 request.page.page_size,

@@ -212,7 +212,7 @@ class Payments:
             raise _not_found(payment_id)
         return payment
 
-    async def list(
+    async def list_payments(
         self, caller: Caller, account_id: uuid.UUID, size: int, token: str
     ) -> Page[Payment]:
         caller.require_read()
