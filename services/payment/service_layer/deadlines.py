@@ -22,12 +22,17 @@ from contextvars import ContextVar
 MARGIN_SECONDS = 0.1
 DEFAULT_CALL_SECONDS = 2.0
 
+# Some gRPC builds report "no deadline" as an enormous remaining time, not None.
+NO_DEADLINE_BEYOND_SECONDS = 24 * 3600.0
+
 _deadline: ContextVar[float | None] = ContextVar("payment_call_deadline", default=None)
 
 
 @contextmanager
 def within(time_remaining: float | None) -> Iterator[None]:
     """Run the block with the caller's remaining time (None: no deadline)."""
+    if time_remaining is not None and time_remaining > NO_DEADLINE_BEYOND_SECONDS:
+        time_remaining = None
     deadline = None if time_remaining is None else time.monotonic() + time_remaining
     token = _deadline.set(deadline)
     try:

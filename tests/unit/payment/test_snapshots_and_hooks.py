@@ -1,4 +1,5 @@
-"""What is stored for replays, and the crash hook that must stay inert in production."""
+"""What is stored for replays, the crash hook that must stay inert in production,
+and the time budget outbound calls get."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from services.payment.domain.model import (
     RiskOutcome,
     new_payment,
 )
+from services.payment.service_layer import deadlines
 from services.payment.service_layer.crash import crash_at, never
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -67,3 +69,17 @@ def test_a_misspelt_crash_step_is_refused_at_start() -> None:
     """A typo in the hook would make a crash test pass without crashing; it fails loudly."""
     with pytest.raises(ValueError, match="names no step"):
         crash_at("after_transfr")
+
+
+def test_outbound_calls_get_the_callers_remaining_time_minus_a_margin() -> None:
+    """With 1.5 s left, a ledger call may take about 1.4 s; with no deadline, the default."""
+    with deadlines.within(1.5):
+        assert 1.3 < deadlines.budget(2.0) <= 1.5 - deadlines.MARGIN_SECONDS
+    assert deadlines.budget(2.0) == 2.0
+
+
+def test_a_caller_without_a_deadline_is_not_mistaken_for_a_patient_one() -> None:
+    """'No deadline' reported as centuries is treated as no deadline: the default applies."""
+    with deadlines.within(10**9):
+        assert deadlines.remaining() is None
+        assert deadlines.budget(2.0) == 2.0
