@@ -54,8 +54,6 @@ from tests.support.clock import SteppingClock
 if TYPE_CHECKING:
     from bankmesh.payment.v1.payment_service_pb2_grpc import PaymentServiceAsyncStub as Stub
 
-pytestmark = pytest.mark.integration
-
 END_USER_HEADER = "x-test-end-user"
 
 
