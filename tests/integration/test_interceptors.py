@@ -109,7 +109,8 @@ async def test_the_callers_deadline_is_what_outbound_calls_inherit(
 ) -> None:
     """With a 1.5 s deadline, the handler sees at most 1.5 s left for its own calls."""
     left = float(await method(channel, "DeadlineLeft")(b"", timeout=1.5))
-    assert 0.5 < left <= 1.5
+    # grpc encodes the timeout rounded up on the wire, hence the small slack.
+    assert 0.5 < left <= 1.6
 
 
 async def test_an_unexpected_error_is_internal_with_an_incident_and_no_internals(
