@@ -4,28 +4,24 @@ Nothing happens at import time. `serve()` is what `python -m services.account`
 runs; tests use `build_account_server()` directly with port 0.
 
 Background work, each in its own task:
-* the hold-expiry sweeper releases overdue holds every `expiry_interval` seconds
-  (transfers also expire overdue holds on their own accounts before they run,
-  so limits are exact even between sweeps);
-* the health monitor pings PostgreSQL and reports NOT_SERVING while it is down.
+* the hold-expiry sweeper releases overdue holds every second (transfers also
+  expire overdue holds on their own accounts before they run, so limits are
+  exact even between sweeps);
+* health (mesh.lifecycle) is NOT_SERVING while PostgreSQL does not answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 
 import grpc.aio
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bankmesh.account.v1 import account_service_pb2, account_service_pb2_grpc
+from mesh import lifecycle
 from mesh.config import ServiceEnvironment
 from mesh.security import server_security
 from mesh.server import HealthReporter, ServerSecurity, build_server
-from mesh.telemetry import configure_tracing
 from services.account.adapters import migrations
 from services.account.adapters.unit_of_work import SqlUnitOfWork
 from services.account.entrypoints.errors import translate
@@ -72,60 +68,25 @@ async def sweep_expired_holds(ledger: Ledger, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-async def monitor_health(engine: AsyncEngine, health: HealthReporter, interval: float) -> None:
-    serving: bool | None = None
-    while True:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            now_serving = True
-        except Exception:
-            now_serving = False
-        if now_serving != serving:
-            serving = now_serving
-            await health.set_serving(serving)
-            log.info("health: %s", "SERVING" if serving else "NOT_SERVING (database unreachable)")
-        await asyncio.sleep(interval)
-
-
 EXPIRY_INTERVAL_SECONDS = 1.0
-HEALTH_INTERVAL_SECONDS = 2.0
 POOL_SIZE = 20
 
 
 async def serve(env: ServiceEnvironment, clock: Clock | None = None) -> None:
-    configure_tracing("account")
     engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
     ledger = Ledger(lambda: SqlUnitOfWork(engine), clock or SystemClock())
     server, port, health = build_account_server(ledger, env.listen, server_security(env))
-    await health.set_serving(False)  # until the first database ping answers
-    await server.start()
-    host = env.listen.rsplit(":", 1)[0]
-    tasks = [
-        asyncio.create_task(sweep_expired_holds(ledger, EXPIRY_INTERVAL_SECONDS)),
-        asyncio.create_task(monitor_health(engine, health, HEALTH_INTERVAL_SECONDS)),
-    ]
-    env.write_ready_file(f"{host}:{port}")
-    log.info("account service listening on %s:%d", host, port)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-    log.info("account service draining in-flight calls")
-    await health.set_serving(False)
-    await server.stop(grace=5)
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await engine.dispose()
+    await lifecycle.run_server(
+        env=env,
+        server=server,
+        port=port,
+        health=health,
+        dependencies=[lifecycle.database(engine)],
+        log=log,
+        background=[sweep_expired_holds(ledger, EXPIRY_INTERVAL_SECONDS)],
+        cleanup=[engine.dispose],
+    )
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(serve(ServiceEnvironment.from_env("account")))
+    lifecycle.main("account", serve)

@@ -14,7 +14,8 @@ Background work, each in its own task:
 * the recovery loop (`service_layer/recovery.py`) every `recovery_interval`
   seconds finishes payments a crash or an outage left half-way, and notices
   review holds the ledger expired;
-* the health monitor pings PostgreSQL and reports NOT_SERVING while it is down.
+* health (mesh.lifecycle) is NOT_SERVING while PostgreSQL or the account
+  service does not answer; risk being down only degrades (payments are held).
 
 Settings beyond `mesh.config.ServiceEnvironment`, from the environment:
 
@@ -29,20 +30,17 @@ Settings beyond `mesh.config.ServiceEnvironment`, from the environment:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 from dataclasses import dataclass
 
 import grpc.aio
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bankmesh.payment.v1 import payment_service_pb2, payment_service_pb2_grpc
+from mesh import lifecycle
 from mesh.client import MeshClient
 from mesh.config import ServiceEnvironment
+from mesh.security import server_security
 from mesh.server import HealthReporter, ServerSecurity, build_server
 from services.common.database import create_engine
 from services.payment.adapters import migrations
@@ -65,7 +63,6 @@ log = logging.getLogger("bankmesh.payment")
 
 SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 
-HEALTH_INTERVAL_SECONDS = 2.0
 POOL_SIZE = 10
 
 
@@ -118,22 +115,6 @@ def build_payment_server(
     )
 
 
-async def monitor_health(engine: AsyncEngine, health: HealthReporter, interval: float) -> None:
-    serving: bool | None = None
-    while True:
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            now_serving = True
-        except Exception:
-            now_serving = False
-        if now_serving != serving:
-            serving = now_serving
-            await health.set_serving(serving)
-            log.info("health: %s", "SERVING" if serving else "NOT_SERVING (database unreachable)")
-        await asyncio.sleep(interval)
-
-
 async def serve(
     env: ServiceEnvironment, config: PaymentConfig | None = None, clock: Clock | None = None
 ) -> None:
@@ -157,37 +138,26 @@ async def serve(
     if config.crash_at:
         log.warning("crash hook armed: this process will kill itself at %s", config.crash_at)
     recovery = Recovery(payments, uow, clock, grace_seconds=config.recovery_grace_seconds)
-
-    server, port, health = build_payment_server(payments, env.listen)
-    await health.set_serving(False)  # until the first database ping answers
-    await server.start()
-    host = env.listen.rsplit(":", 1)[0]
-    tasks = [
-        asyncio.create_task(recovery.run_forever(config.recovery_interval_seconds)),
-        asyncio.create_task(monitor_health(engine, health, HEALTH_INTERVAL_SECONDS)),
-    ]
-    env.write_ready_file(f"{host}:{port}")
-    log.info("payment service listening on %s:%d", host, port)
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-    log.info("payment service draining in-flight calls")
-    await health.set_serving(False)
-    await server.stop(grace=5)
-    for task in tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await mesh.close()
-    await engine.dispose()
+    server, port, health = build_payment_server(payments, env.listen, server_security(env))
+    await lifecycle.run_server(
+        env=env,
+        server=server,
+        port=port,
+        health=health,
+        # Without the ledger no payment can finish; without risk they are held
+        # for review, which still needs the ledger. Both outages are survivable
+        # for what is already accepted (recovery finishes it), but new work
+        # should go to a replica that can complete it.
+        dependencies=[
+            lifecycle.database(engine),
+            lifecycle.downstream("account", lambda: mesh.channel("account"), required=True),
+            lifecycle.downstream("risk", lambda: mesh.channel("risk"), required=False),
+        ],
+        log=log,
+        background=[recovery.run_forever(config.recovery_interval_seconds)],
+        cleanup=[mesh.close, engine.dispose],
+    )
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(serve(ServiceEnvironment.from_env("payment")))
+    lifecycle.main("payment", serve)

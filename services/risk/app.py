@@ -24,11 +24,8 @@ it is logged as degraded instead.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +35,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from bankmesh.risk.v1 import risk_service_pb2, risk_service_pb2_grpc
+from mesh import lifecycle
 from mesh.config import ServiceEnvironment
+from mesh.security import server_security
 from mesh.server import HealthReporter, ServerSecurity, build_server
 from services.common.database import create_engine
 from services.risk.adapters import migrations
@@ -61,7 +60,6 @@ log = logging.getLogger("bankmesh.risk")
 
 SERVICE_NAME = risk_service_pb2.DESCRIPTOR.services_by_name["RiskService"].full_name
 DEFAULT_KEY_PREFIX = "bankmesh:risk:"
-HEALTH_INTERVAL_SECONDS = 2.0
 POOL_SIZE = 20
 
 
@@ -142,35 +140,10 @@ def build_risk_server(
     )
 
 
-async def monitor_health(
-    decisions: DecisionRepository,
-    state: StateStore,
-    health: HealthReporter,
-    interval: float,
-) -> None:
-    serving: bool | None = None
-    state_up: bool | None = None
-    while True:
-        now_serving = await decisions.ping()
-        if now_serving != serving:
-            serving = now_serving
-            await health.set_serving(serving)
-            log.info("health: %s", "SERVING" if serving else "NOT_SERVING (database unreachable)")
-        now_state_up = await state.ping()
-        if now_state_up != state_up:
-            state_up = now_state_up
-            if state_up:
-                log.info("velocity state (Redis) reachable")
-            else:
-                log.warning("velocity state (Redis) unreachable: fallback decisions")
-        await asyncio.sleep(interval)
-
-
 async def serve(
     env: ServiceEnvironment,
     settings: RiskSettings | None = None,
     clock: Clock | None = None,
-    security: ServerSecurity | None = None,
 ) -> None:
     settings = settings or RiskSettings.from_env()
     try:
@@ -187,38 +160,23 @@ async def serve(
     state = redis_state(client, config, settings.key_prefix)
     decisions = SqlDecisionRepository(engine)
     scorer = build_scorer(config, state, decisions, clock, state_timeout=settings.state_timeout)
-    server, port, health = build_risk_server(scorer, env.listen, security, clock)
-    await health.set_serving(False)  # until the first database ping answers
-    await server.start()
-    host = env.listen.rsplit(":", 1)[0]
-    monitor = asyncio.create_task(monitor_health(decisions, state, health, HEALTH_INTERVAL_SECONDS))
-    env.write_ready_file(f"{host}:{port}")
-    log.info(
-        "risk service listening on %s:%d (ruleset %s, model %s)",
-        host,
-        port,
-        config.ruleset.version,
-        config.model.version,
+    server, port, health = build_risk_server(scorer, env.listen, server_security(env), clock)
+    log.info("ruleset %s, model %s", config.ruleset.version, config.model.version)
+    await lifecycle.run_server(
+        env=env,
+        server=server,
+        port=port,
+        health=health,
+        # A decision that cannot be stored cannot be audited: PostgreSQL is
+        # required. Redis is not: without it the fallback still decides.
+        dependencies=[
+            lifecycle.Dependency("PostgreSQL", decisions.ping),
+            lifecycle.Dependency("Redis", state.ping, required=False),
+        ],
+        log=log,
+        cleanup=[client.aclose, engine.dispose],
     )
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-    log.info("risk service draining in-flight calls")
-    await health.set_serving(False)
-    await server.stop(grace=5)
-    monitor.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await monitor
-    await client.aclose()
-    await engine.dispose()
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    asyncio.run(serve(ServiceEnvironment.from_env("risk")))
+    lifecycle.main("risk", serve)

@@ -31,8 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 # scikit-learn ships no type information; only this offline module imports it.
-from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
-from sklearn.metrics import average_precision_score, roc_curve  # type: ignore[import-untyped]
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import average_precision_score, roc_curve
 
 from services.risk.adapters.model_file import dump_model
 from services.risk.domain.ensemble import ModelBundle, Tree, TreeEnsemble
