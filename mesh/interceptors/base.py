@@ -20,6 +20,7 @@ import grpc
 import grpc.aio
 from grpc_status import rpc_status
 
+from mesh import context
 from mesh.errors import WireError
 
 if TYPE_CHECKING:
@@ -117,7 +118,23 @@ class ServerInterceptor(_ServerInterceptor):
 
 
 async def abort(call: Call, error: WireError) -> None:
-    """End the call with `error` as a google.rpc.Status (raises grpc.aio.AbortError)."""
-    await call.context.abort_with_status(  # type: ignore[attr-defined] # missing in grpc-stubs
-        rpc_status.to_status(error.to_status())
-    )
+    """End the call with `error` as a google.rpc.Status (raises grpc.aio.AbortError).
+
+    Aborting replaces the trailing metadata, so the request id is added back.
+    """
+    status = rpc_status.to_status(error.to_status())
+    request_id = context.request_id.get()
+    if request_id:
+        status = _Status(
+            status.code,
+            status.details,
+            (*status.trailing_metadata, ("x-request-id", request_id)),
+        )
+    await call.context.abort_with_status(status)  # type: ignore[attr-defined] # not in stubs
+
+
+@dataclass(frozen=True)
+class _Status(grpc.Status):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]

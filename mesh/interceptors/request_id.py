@@ -2,6 +2,10 @@
 
 The id then rides every outbound call (see `outbound.py`) and every log line,
 so one customer action can be followed across all the services it touched.
+
+It is echoed in the *trailing* metadata, never as early response headers:
+once a client has received headers, gRPC may no longer retry the call, and
+our retry policy (UNAVAILABLE) depends on that.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class RequestIdInterceptor(ServerInterceptor):
         request_id = incoming if incoming and _VALID.match(incoming) else uuid.uuid4().hex
         token = context.request_id.set(request_id)
         try:
-            await call.context.send_initial_metadata(((HEADER, request_id),))
+            call.context.set_trailing_metadata(((HEADER, request_id),))
             return await proceed()
         finally:
             context.request_id.reset(token)

@@ -83,9 +83,9 @@ async def test_the_callers_request_id_is_echoed_and_a_missing_one_is_minted(
 ) -> None:
     """x-request-id comes back as sent; without one the server makes one up."""
     call = method(channel, "DeadlineLeft")(b"", metadata=(("x-request-id", "abc-123"),))
-    assert dict(await call.initial_metadata())["x-request-id"] == "abc-123"
+    assert dict(await call.trailing_metadata())["x-request-id"] == "abc-123"
     call = method(channel, "DeadlineLeft")(b"")
-    minted = dict(await call.initial_metadata())["x-request-id"]
+    minted = dict(await call.trailing_metadata())["x-request-id"]
     assert len(minted) == 32
 
 
@@ -93,7 +93,7 @@ async def test_a_hostile_request_id_is_replaced(channel: grpc.aio.Channel) -> No
     """An id that could forge log fields (quotes, braces, spaces) is not propagated."""
     hostile = 'x", "user": "admin'
     call = method(channel, "DeadlineLeft")(b"", metadata=(("x-request-id", hostile),))
-    echoed = dict(await call.initial_metadata())["x-request-id"]
+    echoed = dict(await call.trailing_metadata())["x-request-id"]
     assert echoed != hostile
     assert len(echoed) == 32
 
@@ -133,9 +133,11 @@ async def test_an_unexpected_error_is_internal_with_an_incident_and_no_internals
 
 
 async def test_a_business_refusal_keeps_its_reason_and_code(channel: grpc.aio.Channel) -> None:
-    """A translated domain error reaches the client as its code and ErrorInfo reason."""
+    """A translated domain error reaches the client as its code, reason and request id."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await method(channel, "Refuse")(b"")
+        await method(channel, "Refuse")(b"", metadata=(("x-request-id", "req-7"),))
+    trailers: Any = caught.value.trailing_metadata()
+    assert ("x-request-id", "req-7") in tuple(trailers)
     status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
     info = error_info(status) if status else None
     assert caught.value.code() is grpc.StatusCode.FAILED_PRECONDITION
