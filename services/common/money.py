@@ -12,7 +12,6 @@ minor units of EUR into "10.50" and 1050 of JPY into "1050".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 INT64_MAX = 2**63 - 1
 
@@ -75,10 +74,13 @@ class Money:
         check_currency(self.currency)
 
     def format(self) -> str:
-        """Human form, e.g. 'EUR 10.50'; exact, via Decimal."""
+        """Human form, e.g. 'EUR 10.50'; exact for any size (integer arithmetic, no rounding)."""
         exponent = MINOR_UNIT_EXPONENTS[self.currency]
-        value = Decimal(self.minor_units).scaleb(-exponent)
-        return f"{self.currency} {value:.{exponent}f}"
+        sign = "-" if self.minor_units < 0 else ""
+        whole, fraction = divmod(abs(self.minor_units), 10**exponent)
+        if exponent == 0:
+            return f"{self.currency} {sign}{whole}"
+        return f"{self.currency} {sign}{whole}.{fraction:0{exponent}d}"
 
     def __str__(self) -> str:
         return self.format()
