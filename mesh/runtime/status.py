@@ -1,10 +1,15 @@
 """``bankmesh status``: where the services are and whether they serve.
 
-Reads ``<data_dir>/endpoints.json`` (written by the supervisor once every
-service is ready, removed on a clean stop) and asks each service the standard
-gRPC health question (grpc.health.v1.Health/Check for the empty service name,
-i.e. the server as a whole). Every service registers that servicer, so no
-service-specific client is needed here.
+Reads ``<data_dir>/endpoints.json`` (rewritten by the supervisor as each
+process becomes ready, ``"complete": true`` once all are, removed on a clean
+stop) and asks every listed process the standard gRPC health question
+(grpc.health.v1.Health/Check for the empty service name, i.e. the server as a
+whole). Every service registers that servicer, so no service-specific client
+is needed here.
+
+A service maps to a list of addresses, one per process (replicas). Files
+written before replicas existed map it to one plain string; both are read,
+and ``Endpoints.services`` always holds lists.
 
 When endpoints.json has ``credentials`` (the launcher writes them once the
 services serve mTLS), the question is asked over mutual TLS as the operator,
@@ -16,7 +21,7 @@ service that should speak mTLS and does not is reported, not talked to.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +35,25 @@ from mesh.tls import IdentityFiles, channel_options, identity_channel_credential
 
 @dataclass(frozen=True)
 class Endpoints:
-    """The contents of endpoints.json."""
+    """The contents of endpoints.json.
 
-    services: dict[str, str]
+    ``services`` maps each service to its processes' addresses; a single
+    string is taken as a list of one (``addresses`` always gives lists).
+    """
+
+    services: Mapping[str, str | Sequence[str]]
     database: str | None = None
     # {"ca", "cert", "key", "server_name_suffix"}; empty for a plaintext mesh.
     credentials: dict[str, str] = field(default_factory=dict)
+    redis: str | None = None
+    # False while the supervisor is still starting services; files from
+    # before the field existed were only ever written complete.
+    complete: bool = True
+
+    def addresses(self, service: str) -> list[str]:
+        """Every address of ``service``, or [] when the mesh does not run it."""
+        listed = self.services.get(service, [])
+        return [listed] if isinstance(listed, str) else list(listed)
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,13 @@ def read_endpoints(data_dir: Path) -> Endpoints:
     services = document.get("services") if isinstance(document, dict) else None
     if not isinstance(services, dict):
         raise MeshError(f"{path} has no services map", hint="restart the mesh with `bankmesh up`")
+    addresses = {str(name): _addresses(listed) for name, listed in services.items()}
+    broken = sorted(name for name, listed in addresses.items() if listed is None)
+    if broken:
+        raise MeshError(
+            f"{path} lists no usable address for {', '.join(broken)}",
+            hint="restart the mesh with `bankmesh up`; it rewrites the file",
+        )
     credentials = document.get("credentials") or {}
     if not isinstance(credentials, dict) or not all(
         isinstance(v, str) for v in credentials.values()
@@ -76,11 +101,25 @@ def read_endpoints(data_dir: Path) -> Endpoints:
             f"{path} has a credentials entry that is not a map of paths",
             hint="restart the mesh with `bankmesh up`; it rewrites the file",
         )
+    redis = document.get("redis")
     return Endpoints(
-        services={str(k): str(v) for k, v in services.items()},
+        services={name: listed for name, listed in addresses.items() if listed is not None},
         database=document.get("database"),
         credentials=dict(credentials),
+        redis=redis if isinstance(redis, str) else None,
+        complete=document.get("complete", True) is not False,
     )
+
+
+def _addresses(listed: object) -> list[str] | None:
+    """A service's entry as a list of addresses; None when it is neither form."""
+    if isinstance(listed, str):
+        listed = [listed]
+    if not isinstance(listed, list) or not listed:
+        return None
+    if not all(isinstance(address, str) and address for address in listed):
+        return None
+    return [str(address) for address in listed]
 
 
 @dataclass(frozen=True)
@@ -145,9 +184,13 @@ def check_health(
 
 
 def check_all(endpoints: Endpoints, *, timeout: float = 2.0) -> list[ServiceHealth]:
-    """Health of every service, over the transport endpoints.json says (MeshError if unusable)."""
+    """Health of every process, by service name, over the transport endpoints.json says.
+
+    MeshError if that transport is unusable.
+    """
     transport = Transport.from_endpoints(endpoints.credentials)
     return [
         check_health(name, address, timeout=timeout, transport=transport)
-        for name, address in sorted(endpoints.services.items())
+        for name in sorted(endpoints.services)
+        for address in endpoints.addresses(name)
     ]

@@ -5,9 +5,12 @@ risk, identity and edge later) implements:
 
 * It is started as ``python -m <module>`` (``services.<name>``) with
   ``BANKMESH_DATABASE_URL`` (libpq URL of its own database),
+  ``BANKMESH_REDIS_URL`` (only for a service that uses Redis),
   ``BANKMESH_LISTEN`` (``host:port``; port 0 picks a free one),
-  ``BANKMESH_READY_FILE`` and ``BANKMESH_IDENTITY_DIR`` (its certificate,
-  key and the mesh CA, see mesh.pki).
+  ``BANKMESH_READY_FILE``, ``BANKMESH_IDENTITY_DIR`` (its certificate,
+  key and the mesh CA, see mesh.pki), ``BANKMESH_ENDPOINTS`` (the absolute
+  path of endpoints.json, to find the services started before it) and
+  ``BANKMESH_TRACE_FILE`` (``<data_dir>/traces/<process>.jsonl``).
 * Once it serves, it writes ``{"service": ..., "address": "host:port",
   "pid": ...}`` to the ready file atomically (write elsewhere, rename). The
   address is how the supervisor learns which port 0 became.
@@ -17,13 +20,25 @@ risk, identity and edge later) implements:
   never race on a schema and a failed migration is reported before anything
   listens.
 
-Each service runs in its own process group: Ctrl-C in the terminal reaches only
-the supervisor, which then stops services in reverse start order with SIGTERM,
-and SIGKILL after a grace period. A service's stdout and stderr go to
-``<data_dir>/logs/<service>.log`` (the previous run's log is kept as
-``.log.1``); when a service fails, the error carries the tail of that log so the
-cause is on screen. ``<data_dir>/endpoints.json`` tells clients where each
-service listens and is removed on a clean stop.
+A service may run as several processes (``ServiceSpec.replicas``), each on a
+port of its own. A process is named after its service, or ``<service>-<n>``
+when there are several; that name keys its log, ready file and trace file, so
+replicas never write into each other's files. Migrations run once per service,
+into the first process's log, before any replica starts.
+
+Each process runs in its own process group: Ctrl-C in the terminal reaches only
+the supervisor, which then stops processes in reverse start order with SIGTERM,
+and SIGKILL after a grace period. A process's stdout and stderr go to
+``<data_dir>/logs/<process>.log`` (the previous run's log is kept as
+``.log.1``); when a process fails, the error carries the tail of that log so the
+cause is on screen.
+
+``<data_dir>/endpoints.json`` tells clients where each service listens: every
+address of every ready process, grouped by service (``{"services": {"payment":
+["127.0.0.1:4001", "127.0.0.1:4002"]}, ...}``). The launcher rewrites it after
+each process becomes ready, so a service started later finds the earlier ones,
+marks it ``"complete": true`` once all are up, and it is removed on a clean
+stop.
 """
 
 from __future__ import annotations
@@ -54,13 +69,21 @@ class ServiceSpec:
 
     ``env`` is added to the service's environment (and its migration's).
     A service without a database (the edge, say) sets ``uses_database=False``:
-    no database is created, no migrations run, no URL is passed.
+    no database is created, no migrations run, no URL is passed. One with
+    ``uses_redis=True`` is given ``BANKMESH_REDIS_URL``. ``replicas`` is how
+    many processes serve it.
     """
 
     name: str
     module: str
     env: Mapping[str, str] = field(default_factory=dict)
     uses_database: bool = True
+    uses_redis: bool = False
+    replicas: int = 1
+
+    def process_name(self, replica: int) -> str:
+        """``payment`` for a single process, ``payment-2`` for the second of several."""
+        return self.name if self.replicas == 1 else f"{self.name}-{replica}"
 
     @property
     def database_name(self) -> str:
@@ -73,20 +96,33 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class RunningService:
-    """A started service that reported ready."""
+    """A started service process that reported ready."""
 
     spec: ServiceSpec
     process: subprocess.Popen[bytes]
     address: str
     log_file: Path
+    replica: int = 1
 
     @property
     def name(self) -> str:
+        """The service's name, shared by its replicas."""
         return self.spec.name
+
+    @property
+    def process_name(self) -> str:
+        """This process's own name: the service's, or ``<service>-<n>`` for a replica."""
+        return self.spec.process_name(self.replica)
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def describe(self) -> str:
+        """How messages name it: ``service 'payment' (replica 2 of 3, pid 4242)``."""
+        if self.spec.replicas == 1:
+            return f"service {self.name!r} (pid {self.pid})"
+        return f"service {self.name!r} (replica {self.replica} of {self.spec.replicas}, pid {self.pid})"
 
 
 class Supervisor:
@@ -104,6 +140,7 @@ class Supervisor:
         self.data_dir = Path(data_dir).resolve()
         self.log_dir = self.data_dir / "logs"
         self.run_dir = self.data_dir / "run"
+        self.trace_dir = self.data_dir / "traces"
         self.endpoints_file = self.data_dir / "endpoints.json"
         self.python = python
         self.ready_timeout = ready_timeout
@@ -116,22 +153,31 @@ class Supervisor:
 
     @property
     def services(self) -> list[RunningService]:
-        """Services that reported ready, in start order."""
+        """Processes that reported ready, in start order (replicas one by one)."""
         return list(self._services.values())
 
-    def log_file(self, name: str) -> Path:
-        return self.log_dir / f"{name}.log"
+    def addresses(self) -> dict[str, list[str]]:
+        """Every ready process's address, grouped by service, in start order."""
+        grouped: dict[str, list[str]] = {}
+        for service in self._services.values():
+            grouped.setdefault(service.name, []).append(service.address)
+        return grouped
+
+    def log_file(self, process_name: str) -> Path:
+        return self.log_dir / f"{process_name}.log"
 
     def migrate(self, spec: ServiceSpec, database_url: str) -> None:
         """Run ``<module>.app.migrate(database_url)`` in a child process.
 
         A child, not this process: migrations import the service's code and
         Alembic's env.py usually reconfigures logging, neither of which should
-        leak into the supervisor. Output goes to the service's log.
+        leak into the supervisor. Output goes to the log of the service's
+        first process, which starts next.
         """
-        log_path = self.log_file(spec.name)
+        log_name = spec.process_name(1)
+        log_path = self.log_file(log_name)
         env = self._environment(spec, database_url)
-        with self._open_log(spec.name, f"migrating {spec.migrations_module}") as log:
+        with self._open_log(log_name, f"migrating {spec.migrations_module}") as log:
             offset = log.tell()
             proc = subprocess.Popen(
                 [self.python, "-m", "mesh.runtime._migrate", spec.migrations_module],
@@ -173,28 +219,42 @@ class Supervisor:
         listen: str = "127.0.0.1:0",
         *,
         identity_dir: Path | None = None,
+        redis_url: str | None = None,
+        replica: int = 1,
     ) -> RunningService:
-        """Start ``spec`` and wait until it reports ready.
+        """Start process ``replica`` (1-based) of ``spec`` and wait until it reports ready.
 
-        ``identity_dir`` becomes the service's ``BANKMESH_IDENTITY_DIR``.
-        Raises ServiceFailed, with the tail of the service's log, when it exits
-        first or stays silent for ``ready_timeout`` seconds; the process is
-        gone by then.
+        ``identity_dir`` becomes the service's ``BANKMESH_IDENTITY_DIR`` and
+        ``redis_url`` its ``BANKMESH_REDIS_URL`` (required when it uses Redis).
+        Raises ServiceFailed, with the tail of the process's log, when it
+        exits first or stays silent for ``ready_timeout`` seconds; the process
+        is gone by then.
         """
-        if spec.name in self._services or spec.name in self._starting:
-            raise ValueError(f"service {spec.name!r} is already running")
+        if not 1 <= replica <= spec.replicas:
+            raise ValueError(
+                f"replica {replica} of service {spec.name!r} is not 1..{spec.replicas}"
+            )
+        if spec.uses_redis and not redis_url:
+            raise ValueError(f"service {spec.name!r} uses Redis: pass redis_url")
+        name = spec.process_name(replica)
+        if name in self._services or name in self._starting:
+            raise ValueError(f"process {name!r} is already running")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        ready_file = self.run_dir / f"{spec.name}.ready.json"
+        ready_file = self.run_dir / f"{name}.ready.json"
         # A file left by an earlier run would make a dead service look ready.
         ready_file.unlink(missing_ok=True)
         env = self._environment(spec, database_url if spec.uses_database else None)
         env["BANKMESH_LISTEN"] = listen
         env["BANKMESH_READY_FILE"] = str(ready_file)
+        env["BANKMESH_ENDPOINTS"] = str(self.endpoints_file)
+        env["BANKMESH_TRACE_FILE"] = str(self.trace_dir / f"{name}.jsonl")
         if identity_dir is not None:
             env["BANKMESH_IDENTITY_DIR"] = str(identity_dir)
-        log_path = self.log_file(spec.name)
+        if spec.uses_redis and redis_url:
+            env["BANKMESH_REDIS_URL"] = redis_url
+        log_path = self.log_file(name)
 
-        with self._open_log(spec.name, f"starting {spec.module} on {listen}") as log:
+        with self._open_log(name, f"starting {spec.module} on {listen}") as log:
             offset = log.tell()
             proc = subprocess.Popen(
                 [self.python, "-m", spec.module],
@@ -206,20 +266,22 @@ class Supervisor:
                 # supervisor alone, which then stops services in order.
                 process_group=0,
             )
-        self._starting[spec.name] = proc
+        self._starting[name] = proc
         try:
-            address = self._wait_ready(spec, proc, ready_file, log_path, offset)
+            address = self._wait_ready(spec, name, proc, ready_file, log_path, offset)
         except BaseException:
             _stop_processes([proc], grace_period=min(self.grace_period, 3.0))
             raise
         finally:
-            del self._starting[spec.name]
-        service = RunningService(spec=spec, process=proc, address=address, log_file=log_path)
-        self._services[spec.name] = service
+            del self._starting[name]
+        service = RunningService(
+            spec=spec, process=proc, address=address, log_file=log_path, replica=replica
+        )
+        self._services[name] = service
         return service
 
     def exited(self) -> RunningService | None:
-        """The first running service whose process has exited, if any."""
+        """The first running process that has exited, if any."""
         for service in self._services.values():
             if service.process.poll() is not None:
                 return service
@@ -230,7 +292,7 @@ class Supervisor:
         code = service.process.poll()
         how = _describe_exit(code)
         return ServiceFailed(
-            f"service {service.name!r} (pid {service.pid}) {how} while the mesh was running",
+            f"{service.describe()} {how} while the mesh was running",
             service=service.name,
             log_tail=_tail(service.log_file),
             log_file=str(service.log_file),
@@ -238,11 +300,11 @@ class Supervisor:
         )
 
     def stop_all(self, hurry: Callable[[], bool] = lambda: False) -> list[str]:
-        """Stop every service: SIGTERM, then SIGKILL after the grace period.
+        """Stop every process: SIGTERM, then SIGKILL after the grace period.
 
-        Services stop in reverse start order. ``hurry`` returning True (a
+        Processes stop in reverse start order. ``hurry`` returning True (a
         second Ctrl-C, say) skips the rest of the grace period. Returns the
-        names of services that had to be killed.
+        names of processes that had to be killed.
         """
         procs = [s.process for s in reversed(self._services.values())]
         procs += list(self._starting.values())
@@ -258,20 +320,26 @@ class Supervisor:
         self,
         database: str | None,
         credentials: Mapping[str, str] | None = None,
+        *,
+        redis: str | None = None,
+        complete: bool = True,
     ) -> Path:
-        """Write ``endpoints.json`` for the running services.
+        """Write ``endpoints.json`` for the processes ready so far, atomically.
 
-        ``database`` must already be stripped of secrets: the file is for any
-        local client to read. ``credentials`` is how a local client (the
-        operator CLI) reaches the services over mTLS: paths of its ``ca``,
-        ``cert`` and ``key``, and the ``server_name_suffix`` each service's
-        certificate is issued under; empty while the services serve plaintext.
-        Paths only: the key stays in its 0600 file.
+        ``database`` and ``redis`` must already be stripped of secrets: the
+        file is for any local client to read. ``credentials`` is how a local
+        client (the operator CLI) reaches the services over mTLS: paths of its
+        ``ca``, ``cert`` and ``key``, and the ``server_name_suffix`` each
+        service's certificate is issued under; empty while the services serve
+        plaintext. Paths only: the key stays in its 0600 file. ``complete`` is
+        False while more services are still to start.
         """
         document = {
-            "services": {s.name: s.address for s in self._services.values()},
+            "services": self.addresses(),
             "database": database,
+            "redis": redis,
             "credentials": dict(credentials or {}),
+            "complete": complete,
         }
         _write_atomically(self.endpoints_file, json.dumps(document, indent=2) + "\n")
         return self.endpoints_file
@@ -290,7 +358,10 @@ class Supervisor:
         # identity; start() passes each service its own.
         inherited.pop("BANKMESH_IDENTITY_DIR", None)
         env = {**inherited, "PYTHONUNBUFFERED": "1", **spec.env}
+        # Like the identity: what a service talks to is the launcher's
+        # choice, never a leftover of the operator's shell.
         env.pop("BANKMESH_DATABASE_URL", None)
+        env.pop("BANKMESH_REDIS_URL", None)
         if database_url is not None:
             env["BANKMESH_DATABASE_URL"] = database_url
         return env
@@ -313,6 +384,7 @@ class Supervisor:
     def _wait_ready(
         self,
         spec: ServiceSpec,
+        name: str,
         proc: subprocess.Popen[bytes],
         ready_file: Path,
         log_path: Path,
@@ -327,7 +399,7 @@ class Supervisor:
             if code is not None:
                 tail = _tail(log_path, offset)
                 raise ServiceFailed(
-                    f"service {spec.name!r} {_describe_exit(code)} before it was ready",
+                    f"{_process_label(spec, name)} {_describe_exit(code)} before it was ready",
                     service=spec.name,
                     log_tail=tail,
                     log_file=str(log_path),
@@ -335,7 +407,7 @@ class Supervisor:
                 )
             if time.monotonic() > deadline:
                 raise ServiceFailed(
-                    f"service {spec.name!r} (pid {proc.pid}) did not report ready within "
+                    f"{_process_label(spec, name)} (pid {proc.pid}) did not report ready within "
                     f"{self.ready_timeout:.0f}s (no address in {ready_file})",
                     service=spec.name,
                     log_tail=_tail(log_path, offset),
@@ -353,6 +425,10 @@ def listen_address(host: str, port: int = 0) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"{host}:{port}"
+
+
+def _process_label(spec: ServiceSpec, name: str) -> str:
+    return f"service {spec.name!r}" if name == spec.name else f"service {spec.name!r} ({name})"
 
 
 def _read_ready_file(path: Path) -> str | None:

@@ -1,11 +1,18 @@
-"""The local runtime: embedded PostgreSQL, per-service databases, the supervisor.
+"""The local runtime: embedded PostgreSQL and Redis, per-service databases, the supervisor.
 
 The supervisor tests run a throwaway service package written to a temporary
 directory (``fakesvc``) that implements the service-process contract: gRPC
 health on BANKMESH_LISTEN, a ready file, graceful stop on SIGTERM, and an
-``app.migrate`` that creates a table. FAKE_MODE makes it crash or hang at
-start instead. Whole-mesh tests run ``launch`` in a child process so that
-signals reach a real supervisor the way they do from a terminal.
+``app.migrate`` that creates a table. At start it prints what it was given
+(database, the endpoints.json it can already read, its trace file, its Redis
+URL and whether that Redis answers PING) so tests can read it from its log.
+FAKE_MODE makes it crash or hang at start instead.
+
+Whole-mesh tests run ``launch`` in a child process (``DRIVER``, configured by
+a JSON argument) so that signals reach a real supervisor the way they do from
+a terminal. Meshes that do not test the embedded PostgreSQL use the test
+server (BANKMESH_TEST_DATABASE_URL), which is faster to reach than a fresh
+cluster is to create; their fake services mostly need no database at all.
 """
 
 from __future__ import annotations
@@ -21,15 +28,24 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+import redis
 from psycopg import sql
 from typer.testing import CliRunner
 
 from mesh.cli import app
 from mesh.runtime._pids import pid_alive, read_pid
-from mesh.runtime.errors import ServiceFailed
+from mesh.runtime.errors import MeshError, ServiceFailed
+from mesh.runtime.launcher import (
+    DEFAULT_SERVICES,
+    MAX_REPLICAS,
+    MeshConfig,
+    launch,
+    with_replicas,
+)
 from mesh.runtime.postgres import (
     EmbeddedPostgres,
     ensure_database,
@@ -38,6 +54,7 @@ from mesh.runtime.postgres import (
     to_sqlalchemy_url,
     with_database,
 )
+from mesh.runtime.redis import redact_redis_url
 from mesh.runtime.status import check_health
 from mesh.runtime.supervisor import ServiceSpec, Supervisor
 
@@ -59,6 +76,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 print("database: " + os.environ.get("BANKMESH_DATABASE_URL", "<none>"), flush=True)
+endpoints = os.environ.get("BANKMESH_ENDPOINTS", "<none>")
+print("endpoints file: " + endpoints, flush=True)
+seen = json.dumps(json.load(open(endpoints))) if os.path.exists(endpoints) else "<none>"
+print("endpoints at start: " + seen, flush=True)
+print("trace file: " + os.environ.get("BANKMESH_TRACE_FILE", "<none>"), flush=True)
+redis_url = os.environ.get("BANKMESH_REDIS_URL")
+print("redis: " + (redis_url or "<none>"), flush=True)
+if redis_url:
+    import redis
+    print(f"redis ping: {redis.Redis.from_url(redis_url).ping()}", flush=True)
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
 health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
 listen = os.environ["BANKMESH_LISTEN"]
@@ -89,15 +116,22 @@ def migrate(database_url: str) -> None:
 """
 
 DRIVER = """
+import json
 import sys
 from pathlib import Path
+
 from mesh.runtime.errors import MeshError
 from mesh.runtime.launcher import MeshConfig, launch
 from mesh.runtime.supervisor import ServiceSpec
 
+options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 config = MeshConfig(
     data_dir=Path(sys.argv[1]),
-    services=[ServiceSpec(name="fake", module="fakesvc")],
+    services=[
+        ServiceSpec(module="fakesvc", **spec) for spec in options.get("services", [{"name": "fake"}])
+    ],
+    database_url=options.get("database_url"),
+    redis_url=options.get("redis_url"),
     grace_period=5,
 )
 try:
@@ -116,20 +150,39 @@ class Mesh:
     data_dir: Path
 
     @property
-    def endpoints(self) -> dict[str, object]:
-        document: dict[str, object] = json.loads((self.data_dir / "endpoints.json").read_text())
+    def endpoints(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads((self.data_dir / "endpoints.json").read_text())
         return document
+
+    def addresses(self, service: str) -> list[str]:
+        listed: list[str] = self.endpoints["services"][service]
+        return listed
 
     @property
     def fake_address(self) -> str:
-        services = self.endpoints["services"]
-        assert isinstance(services, dict)
-        return str(services["fake"])
+        [address] = self.addresses("fake")
+        return address
+
+    def pid(self, process_name: str) -> int:
+        ready = json.loads((self.data_dir / "run" / f"{process_name}.ready.json").read_text())
+        return int(ready["pid"])
 
     @property
     def fake_pid(self) -> int:
-        ready = json.loads((self.data_dir / "run" / "fake.ready.json").read_text())
-        return int(ready["pid"])
+        return self.pid("fake")
+
+    def log(self, process_name: str) -> str:
+        return (self.data_dir / "logs" / f"{process_name}.log").read_text()
+
+    def seen_at_start(self, process_name: str) -> dict[str, Any] | None:
+        """The endpoints.json a process could read as it started (None: there was none)."""
+        line = next(
+            line
+            for line in self.log(process_name).splitlines()
+            if line.startswith("endpoints at start: ")
+        )
+        seen = line.removeprefix("endpoints at start: ")
+        return None if seen == "<none>" else dict(json.loads(seen))
 
     def postgres_pid(self) -> int | None:
         return read_pid(self.data_dir / "postgres" / "postmaster.pid")
@@ -156,9 +209,12 @@ def _environment(fake_service_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _start_mesh(data_dir: Path, fake_service_path: Path) -> Mesh:
+def _start_mesh(
+    data_dir: Path, fake_service_path: Path, options: dict[str, Any] | None = None
+) -> Mesh:
+    """``launch`` in a child process, returned once endpoints.json says every service is up."""
     process = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(data_dir)],
+        [sys.executable, "-c", DRIVER, str(data_dir), json.dumps(options or {})],
         env=_environment(fake_service_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -166,15 +222,23 @@ def _start_mesh(data_dir: Path, fake_service_path: Path) -> Mesh:
     )
     mesh = Mesh(process, data_dir)
     deadline = time.monotonic() + 30
-    while not (data_dir / "endpoints.json").exists():
+    while not _complete(data_dir / "endpoints.json"):
         if process.poll() is not None:
             _, stderr = process.communicate()
             pytest.fail(f"the mesh exited with {process.returncode} before it was up:\n{stderr}")
         if time.monotonic() > deadline:
             _stop_mesh(mesh)
-            pytest.fail("the mesh did not write endpoints.json within 30 s")
+            pytest.fail("the mesh did not mark endpoints.json complete within 30 s")
         time.sleep(0.05)
     return mesh
+
+
+def _complete(endpoints: Path) -> bool:
+    # The file exists from the first ready process on; "complete" says all are.
+    try:
+        return json.loads(endpoints.read_text()).get("complete") is True
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
 
 
 def _stop_mesh(mesh: Mesh) -> None:
@@ -314,6 +378,15 @@ def test_urls_convert_for_sqlalchemy_and_lose_their_secrets_for_display() -> Non
     )
 
 
+def test_redis_urls_lose_their_passwords_and_keep_their_form_for_display() -> None:
+    """A unix:// URL keeps its three slashes (redis-py needs them); passwords go everywhere."""
+    assert redact_redis_url("unix:///tmp/x/redis.socket") == "unix:///tmp/x/redis.socket"
+    assert redact_redis_url("redis://:s3cret@cache:6379/0") == "redis://cache:6379/0"
+    assert redact_redis_url("redis://bob:s3cret@cache/1?password=s3cret&db=2") == (
+        "redis://bob@cache/1?db=2"
+    )
+
+
 # --- Supervisor -------------------------------------------------------------
 
 
@@ -364,9 +437,11 @@ def test_failed_migrations_are_reported_with_their_log_tail(
 
 
 def test_the_mesh_writes_endpoints_for_a_ready_service(running_mesh: Mesh) -> None:
-    """endpoints.json names the service's real address, the database without secrets, no credentials."""
+    """endpoints.json lists the service's real address, the database without secrets, no credentials."""
     endpoints = running_mesh.endpoints
-    assert set(endpoints) == {"services", "database", "credentials"}
+    assert set(endpoints) == {"services", "database", "redis", "credentials", "complete"}
+    assert endpoints["complete"] is True
+    assert endpoints["redis"] is None
     assert running_mesh.fake_address.startswith("127.0.0.1:")
     assert not running_mesh.fake_address.endswith(":0")
     assert str(endpoints["database"]).startswith("postgresql://postgres@/postgres?host=")
@@ -458,3 +533,251 @@ def test_an_unreachable_database_url_says_where_and_what_to_do(tmp_path: Path) -
     assert "127.0.0.1:1" in output
     assert "unset DATABASE_URL to use the embedded PostgreSQL" in output
     assert "hunter2" not in output
+
+
+# --- The whole mesh: endpoints, replicas, Redis -----------------------------
+
+
+@pytest.fixture(scope="module")
+def two_services(
+    tmp_path_factory: pytest.TempPathFactory, fake_service_path: Path, postgres_server_url: str
+) -> Iterator[Mesh]:
+    """``first`` then ``second``, no database, no Redis; a stale endpoints.json waits for them."""
+    data_dir = tmp_path_factory.mktemp("two")
+    stale = {"services": {"first": ["127.0.0.1:1"]}, "complete": False}
+    (data_dir / "endpoints.json").write_text(json.dumps(stale))
+    services = [
+        {"name": "first", "uses_database": False},
+        {"name": "second", "uses_database": False},
+    ]
+    mesh = _start_mesh(
+        data_dir,
+        fake_service_path,
+        {"services": services, "database_url": postgres_server_url},
+    )
+    yield mesh
+    _stop_mesh(mesh)
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory: pytest.TempPathFactory, fake_service_path: Path) -> Iterator[Mesh]:
+    """Three processes of ``fake`` on the embedded PostgreSQL, so its migration runs too."""
+    mesh = _start_mesh(
+        tmp_path_factory.mktemp("replicated"),
+        fake_service_path,
+        {"services": [{"name": "fake", "replicas": 3}]},
+    )
+    yield mesh
+    _stop_mesh(mesh)
+
+
+def test_each_service_reads_the_services_started_before_it_from_bankmesh_endpoints(
+    two_services: Mesh,
+) -> None:
+    """The second service starts with the first's address in endpoints.json; the first saw none."""
+    endpoints_file = two_services.data_dir / "endpoints.json"
+    assert endpoints_file.is_absolute()
+    for name in ("first", "second"):
+        assert f"endpoints file: {endpoints_file}\n" in two_services.log(name)
+    # The stale file of an earlier run was gone before anything started.
+    assert two_services.seen_at_start("first") is None
+    seen = two_services.seen_at_start("second")
+    assert seen is not None
+    assert seen["services"] == {"first": two_services.addresses("first")}
+    assert seen["complete"] is False
+    assert two_services.endpoints["services"] == {
+        "first": two_services.addresses("first"),
+        "second": two_services.addresses("second"),
+    }
+
+
+def test_every_process_gets_a_trace_file_of_its_own_under_the_data_dir(
+    two_services: Mesh,
+) -> None:
+    """BANKMESH_TRACE_FILE is <data_dir>/traces/<service>.jsonl, an absolute path."""
+    for name in ("first", "second"):
+        trace_file = two_services.data_dir / "traces" / f"{name}.jsonl"
+        assert f"trace file: {trace_file}\n" in two_services.log(name)
+
+
+def test_no_redis_is_started_or_passed_when_no_service_uses_it(two_services: Mesh) -> None:
+    """Without a Redis user there is no redis-server, no BANKMESH_REDIS_URL and no redis entry."""
+    assert "redis: <none>\n" in two_services.log("first")
+    assert not (two_services.data_dir / "redis").exists()
+    assert two_services.endpoints["redis"] is None
+
+
+def test_replicas_are_all_listed_and_each_serves_on_its_own_port(replicated: Mesh) -> None:
+    """endpoints.json lists one address per replica, all different, and each answers health."""
+    addresses = replicated.addresses("fake")
+    assert len(addresses) == 3
+    assert len(set(addresses)) == 3
+    for address in addresses:
+        health = check_health("fake", address)
+        assert health.healthy, health
+
+
+def test_replicas_keep_their_own_logs_and_ready_files_and_migrate_once(replicated: Mesh) -> None:
+    """fake-1..3 each log and report ready apart; the migration ran once, before fake-1."""
+    pids = {replicated.pid(f"fake-{n}") for n in (1, 2, 3)}
+    assert len(pids) == 3
+    assert not (replicated.data_dir / "logs" / "fake.log").exists()
+    first = replicated.log("fake-1")
+    assert first.index("fakesvc.app.migrate finished") < first.index("fake service starting")
+    for n in (2, 3):
+        log = replicated.log(f"fake-{n}")
+        assert "fake service starting" in log
+        assert "migrate" not in log
+        assert f"trace file: {replicated.data_dir / 'traces' / f'fake-{n}.jsonl'}" in log
+
+
+def test_bankmesh_status_shows_one_row_per_replica(replicated: Mesh) -> None:
+    """Replicas appear as fake-1..fake-3, each with its address and SERVING."""
+    code, output = _cli("status", "--data-dir", str(replicated.data_dir))
+    assert code == 0, output
+    rows = [line for line in output.splitlines() if line.startswith("│ fake")]
+    assert [row.split()[1] for row in rows] == ["fake-1", "fake-2", "fake-3"]
+    assert all("SERVING" in row for row in rows)
+    assert {row.split()[3] for row in rows} == set(replicated.addresses("fake"))
+
+
+def test_a_replica_dying_stops_the_mesh_with_a_failure_that_names_it(
+    tmp_path: Path, fake_service_path: Path, postgres_server_url: str
+) -> None:
+    """Killing replica 2 of 2 stops replica 1 gracefully and exits 1, naming the replica."""
+    services = [{"name": "fake", "replicas": 2, "uses_database": False}]
+    mesh = _start_mesh(
+        tmp_path, fake_service_path, {"services": services, "database_url": postgres_server_url}
+    )
+    try:
+        victim = mesh.pid("fake-2")
+        os.kill(victim, signal.SIGKILL)
+        _, stderr = mesh.process.communicate(timeout=20)
+        assert mesh.process.returncode == 1
+        assert (
+            f"service 'fake' (replica 2 of 2, pid {victim}) was killed by signal 9 "
+            "while the mesh was running"
+        ) in stderr
+        assert "fake service stopped gracefully" in mesh.log("fake-1")
+        assert not (tmp_path / "endpoints.json").exists()
+    finally:
+        _stop_mesh(mesh)
+
+
+def test_the_embedded_redis_serves_the_services_that_use_it_and_stops_with_the_mesh(
+    tmp_path: Path, fake_service_path: Path, postgres_server_url: str
+) -> None:
+    """Only the Redis user gets BANKMESH_REDIS_URL and PINGs it; after SIGTERM nothing answers."""
+    services = [
+        {"name": "cache", "uses_database": False, "uses_redis": True},
+        {"name": "plain", "uses_database": False},
+    ]
+    mesh = _start_mesh(
+        tmp_path, fake_service_path, {"services": services, "database_url": postgres_server_url}
+    )
+    try:
+        url = mesh.endpoints["redis"]
+        assert url.startswith("unix://")
+        assert f"redis: {url}\nredis ping: True\n" in mesh.log("cache")
+        assert "redis: <none>\n" in mesh.log("plain")
+        mesh.process.send_signal(signal.SIGTERM)
+        _, stderr = mesh.process.communicate(timeout=20)
+        assert mesh.process.returncode == 0, stderr
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        assert (tmp_path / "redis" / "redis.db").exists()  # saved on the way down
+    finally:
+        _stop_mesh(mesh)
+
+
+def test_an_unreachable_redis_url_stops_startup_with_a_mesh_error(
+    tmp_path: Path, postgres_server_url: str
+) -> None:
+    """REDIS_URL that does not answer PING fails before any service starts, with a hint."""
+    config = MeshConfig(
+        data_dir=tmp_path,
+        database_url=postgres_server_url,
+        redis_url="redis://:hunter2@127.0.0.1:1/0",
+        services=[ServiceSpec(name="cache", module="fakesvc", uses_redis=True)],
+    )
+    with pytest.raises(MeshError) as failure:
+        launch(config)
+    assert "Redis at 127.0.0.1:1 does not answer PING" in failure.value.message
+    assert "(from REDIS_URL)" in failure.value.message
+    assert failure.value.hint is not None
+    assert "unset REDIS_URL to use the embedded Redis" in failure.value.hint
+    assert "hunter2" not in failure.value.message
+    assert not (tmp_path / "logs").exists()
+
+
+def test_bankmesh_up_explains_an_unreachable_redis_url(
+    tmp_path: Path, postgres_server_url: str
+) -> None:
+    """The CLI prints the Redis host, what to do, no password, and exits 1."""
+    code, output = _cli(
+        "up",
+        "--data-dir",
+        str(tmp_path),
+        DATABASE_URL=postgres_server_url,
+        REDIS_URL="redis://:hunter2@127.0.0.1:1/0",
+    )
+    assert code == 1, output
+    assert "error: Redis at 127.0.0.1:1 does not answer PING" in output
+    assert "hint: start Redis on 127.0.0.1:1 or fix REDIS_URL" in output
+    assert "hunter2" not in output
+
+
+def test_the_default_mesh_starts_payment_after_account_and_risk_and_gives_redis_to_risk() -> None:
+    """Payment calls both others at start, so it comes last; only risk uses Redis."""
+    assert [spec.name for spec in DEFAULT_SERVICES] == ["account", "risk", "payment"]
+    assert [spec.name for spec in DEFAULT_SERVICES if spec.uses_redis] == ["risk"]
+
+
+def test_replica_counts_apply_to_the_services_named() -> None:
+    """payment=2 and account=3 change those two services and leave risk at one process."""
+    services = with_replicas(DEFAULT_SERVICES, ["payment=2", " account = 3 "])
+    assert {spec.name: spec.replicas for spec in services} == {
+        "account": 3,
+        "risk": 1,
+        "payment": 2,
+    }
+    assert [spec.process_name(n) for spec in services[2:] for n in (1, 2)] == [
+        "payment-1",
+        "payment-2",
+    ]
+    assert DEFAULT_SERVICES[0].process_name(1) == "account"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("payment", "expected SERVICE=COUNT"),
+        ("=2", "expected SERVICE=COUNT"),
+        ("ledger=2", "no service 'ledger' in 'ledger=2'; the mesh runs account, risk, payment"),
+        ("payment=0", f"must be a whole number from 1 to {MAX_REPLICAS}"),
+        (f"payment={MAX_REPLICAS + 1}", f"must be a whole number from 1 to {MAX_REPLICAS}"),
+        ("payment=two", "must be a whole number"),
+        ("payment=-1", "must be a whole number"),
+    ],
+)
+def test_replica_counts_that_make_no_sense_are_refused_with_a_reason(
+    option: str, message: str
+) -> None:
+    """Malformed options, unknown services and counts outside 1..8 each say what is wrong."""
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with_replicas(DEFAULT_SERVICES, [option])
+
+
+def test_a_service_given_replicas_twice_is_refused() -> None:
+    """Two --replicas for one service would leave the count ambiguous."""
+    with pytest.raises(ValueError, match="payment is given more than once"):
+        with_replicas(DEFAULT_SERVICES, ["payment=2", "payment=3"])
+
+
+def test_bankmesh_up_refuses_bad_replicas_before_starting_anything(tmp_path: Path) -> None:
+    """A usage error (exit 2) naming --replicas and the services there are; nothing is created."""
+    code, output = _cli("up", "--data-dir", str(tmp_path / "mesh"), "--replicas", "ledger=2")
+    assert code == 2
+    assert "--replicas" in output
+    assert "the mesh runs account, risk, payment" in output
+    assert not (tmp_path / "mesh").exists()
