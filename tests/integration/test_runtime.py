@@ -690,6 +690,28 @@ def test_the_embedded_redis_serves_the_services_that_use_it_and_stops_with_the_m
         _stop_mesh(mesh)
 
 
+def test_a_redis_url_that_answers_is_given_to_the_services_that_use_it_and_left_running(
+    tmp_path: Path, fake_service_path: Path, postgres_server_url: str, redis_url: str
+) -> None:
+    """REDIS_URL reaches the Redis user as BANKMESH_REDIS_URL; stopping the mesh leaves it be."""
+    services = [{"name": "cache", "uses_database": False, "uses_redis": True}]
+    mesh = _start_mesh(
+        tmp_path,
+        fake_service_path,
+        {"services": services, "database_url": postgres_server_url, "redis_url": redis_url},
+    )
+    try:
+        assert f"redis: {redis_url}\nredis ping: True\n" in mesh.log("cache")
+        assert mesh.endpoints["redis"] == redact_redis_url(redis_url)
+        assert not (tmp_path / "redis").exists()
+        mesh.process.send_signal(signal.SIGTERM)
+        _, stderr = mesh.process.communicate(timeout=20)
+        assert mesh.process.returncode == 0, stderr
+        assert redis.Redis.from_url(redis_url).ping()
+    finally:
+        _stop_mesh(mesh)
+
+
 def test_an_unreachable_redis_url_stops_startup_with_a_mesh_error(
     tmp_path: Path, postgres_server_url: str
 ) -> None:
