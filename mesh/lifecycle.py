@@ -111,8 +111,9 @@ async def run_server(
     log: logging.Logger,
     background: Sequence[Coroutine[Any, Any, None]] = (),
     cleanup: Sequence[Callable[[], Awaitable[object]]] = (),
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and clean up."""
+    """Serve until SIGTERM/SIGINT (or until `stop` is set), then drain and clean up."""
     await health.set_serving(False)  # until the dependencies have answered once
     await server.start()
     tasks = [
@@ -123,11 +124,16 @@ async def run_server(
     env.write_ready_file(f"{host}:{port}")
     log.info("%s service listening on %s:%d", env.name, host, port)
 
-    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
     log.info("%s service draining in-flight calls", env.name)
     await health.set_serving(False)
