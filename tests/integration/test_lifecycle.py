@@ -45,7 +45,7 @@ async def status(port: int) -> int:
 async def eventually(condition: Callable[[], Awaitable[bool]]) -> None:
     """Wait (up to 5 s) until `condition` holds."""
     async with asyncio.timeout(5):
-        while not await condition():
+        while not await condition():  # noqa: ASYNC110 - polling a remote server, no event to wait on
             await asyncio.sleep(0.05)
 
 
