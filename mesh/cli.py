@@ -1,34 +1,44 @@
-"""The ``bankmesh`` command: run the mesh locally and ask how it is doing.
+"""The ``bankmesh`` command: run the mesh locally, ask how it is doing, move money.
 
-Only presentation lives here (spinners, tables, error wording); what ``up``
-and ``status`` do is in mesh.runtime, so scripts and tests can do the same
-without a terminal.
+Only presentation lives here (spinners, tables, panels, error wording). What
+``up`` and ``status`` do is in mesh.runtime, and what the operator commands
+(``accounts``, ``deposit``, ``pay``) do is in mesh.operator, so scripts and
+tests can do the same without a terminal.
+
+Every failure the operator can act on is printed as ``error:`` and ``hint:``
+with exit code 1; a refused call shows the reason the service sent
+(INSUFFICIENT_FUNDS, ...). Malformed arguments (an amount with too many
+decimals, an unknown service in ``--replicas``) are usage errors, exit code 2.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
+from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from bankmesh.account.v1 import account_pb2
+from bankmesh.common.v1 import context_pb2, money_pb2
+from bankmesh.payment.v1 import payment_pb2, payment_service_pb2
+from mesh.operator import AmountError, Operator, RpcFailed, parse_amount
 from mesh.pki import issue_mesh_identities
 from mesh.runtime.errors import MeshError
-from mesh.runtime.launcher import (
-    DEFAULT_SERVICES,
-    MeshConfig,
-    RunningMesh,
-    launch,
-    with_replicas,
-)
+from mesh.runtime.launcher import DEFAULT_SERVICES, MeshConfig, RunningMesh, launch, with_replicas
 from mesh.runtime.status import check_all, read_endpoints
+from services.common.money import MINOR_UNIT_EXPONENTS, Money
 
 app = typer.Typer(
     help="Run the bankmesh services on this machine.",
@@ -64,10 +74,7 @@ class _RichReporter:
         # One row per process: a replica is named like its log file (payment-2).
         for service in mesh.services:
             table.add_row(
-                service.process_name,
-                service.address,
-                str(service.pid),
-                str(service.log_file),
+                service.process_name, service.address, str(service.pid), str(service.log_file)
             )
         self.console.print(table)
         pg = mesh.embedded_postgres
@@ -176,10 +183,7 @@ def status(
     console.print(table)
     if not endpoints.complete:
         console.print(
-            Text(
-                "the mesh is still starting: services not listed yet are on their way",
-                "yellow",
-            )
+            Text("the mesh is still starting: services not listed yet are on their way", "yellow")
         )
     if endpoints.database:
         console.print(Text(f"database: {endpoints.database}"))
@@ -262,6 +266,320 @@ def certs(
 
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --- operator commands ----------------------------------------------------------
+
+accounts_app = typer.Typer(
+    help="Open and inspect ledger accounts on the running mesh.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(accounts_app, name="accounts")
+
+
+class AccountKind(StrEnum):
+    customer = "customer"
+    settlement = "settlement"
+    internal = "internal"
+
+
+_ACCOUNT_TYPES = {
+    AccountKind.customer: account_pb2.ACCOUNT_TYPE_CUSTOMER,
+    AccountKind.settlement: account_pb2.ACCOUNT_TYPE_SETTLEMENT,
+    AccountKind.internal: account_pb2.ACCOUNT_TYPE_INTERNAL,
+}
+
+Currency = Annotated[
+    str, typer.Option("--currency", help="ISO 4217 code of the money (EUR, USD, JPY, ...).")
+]
+
+
+@accounts_app.command("open")
+def accounts_open(
+    customer: Annotated[str, typer.Option("--customer", help="Customer who owns the account.")],
+    currency: Currency = "EUR",
+    kind: Annotated[
+        AccountKind, typer.Option("--type", help="Kind of account.")
+    ] = AccountKind.customer,
+    data_dir: DataDir = Path(".bankmesh"),
+) -> None:
+    """Open an account and print its id (alone, for scripts: ACC=$(bankmesh accounts open ...))."""
+    code = _currency(currency)
+    with _operator(data_dir) as operator:
+        account = operator.open_account(customer, code, _ACCOUNT_TYPES[kind])
+    typer.echo(account.account_id)
+
+
+@accounts_app.command("list")
+def accounts_list(
+    customer: Annotated[str, typer.Option("--customer", help="Whose accounts to list.")],
+    data_dir: DataDir = Path(".bankmesh"),
+) -> None:
+    """List a customer's accounts with their balances."""
+    with _operator(data_dir) as operator:
+        accounts = operator.list_accounts(customer)
+    if not accounts:
+        console.print(Text(f"customer {customer!r} has no accounts", style="yellow"))
+        console.print(Text(f"open one with `bankmesh accounts open --customer {customer}`"))
+        return
+    table = Table(title=f"accounts of {customer}")
+    for column in ("id", "currency", "type", "status"):
+        table.add_column(column)
+    for column in ("posted", "available"):
+        table.add_column(column, justify="right")
+    for account in accounts:
+        table.add_row(
+            account.account_id,
+            account.currency_code,
+            _account_type(account.type),
+            _status(account.status),
+            _money(account.balances.posted),
+            _money(account.balances.available),
+        )
+    console.print(table)
+
+
+@accounts_app.command("show")
+def accounts_show(
+    account_id: Annotated[str, typer.Argument(metavar="ID", help="The account's id.")],
+    data_dir: DataDir = Path(".bankmesh"),
+) -> None:
+    """Show an account's balances and its latest statement entries."""
+    with _operator(data_dir) as operator:
+        account = operator.get_account(account_id)
+        entries = operator.latest_entries(account_id)
+    console.print(_account_panel(account))
+    if not entries:
+        console.print(Text("no statement entries yet"))
+        return
+    table = Table(title=f"latest {len(entries)} statement entries, newest first")
+    for column in ("time", "transfer", "kind", "direction"):
+        table.add_column(column)
+    for column in ("posted", "pending change", "available after"):
+        table.add_column(column, justify="right")
+    for entry in entries:
+        table.add_row(
+            _timestamp(entry.create_time),
+            entry.transfer_id,
+            _enum_name(account_pb2.TransferKind.Name(entry.kind), "TRANSFER_KIND_"),
+            _enum_name(account_pb2.EntryDirection.Name(entry.direction), "ENTRY_DIRECTION_"),
+            _money(entry.posted_amount),
+            _money(entry.pending_change),
+            _money(entry.balances_after.available),
+        )
+    console.print(table)
+
+
+@app.command()
+def deposit(
+    account_id: Annotated[str, typer.Argument(metavar="ACCOUNT", help="Account to credit.")],
+    amount: Annotated[str, typer.Argument(metavar="AMOUNT", help="Like 100 or 10.50.")],
+    currency: Currency = "EUR",
+    data_dir: DataDir = Path(".bankmesh"),
+) -> None:
+    """Put money into an account, from the mesh's settlement account for the currency."""
+    code = _currency(currency)
+    minor_units = _amount(amount, code, "AMOUNT")
+    with _operator(data_dir) as operator:
+        transfer = operator.deposit(account_id, minor_units, code)
+        account = operator.get_account(account_id)
+    grid = _grid(
+        ("transfer", transfer.transfer_id),
+        ("amount", _money(transfer.amount)),
+        ("from", f"{transfer.debit_account_id} (settlement, {code})"),
+        ("to", transfer.credit_account_id),
+        ("available now", _money(account.balances.available)),
+    )
+    console.print(Panel(grid, title="deposited", expand=False))
+
+
+@app.command()
+def pay(
+    source: Annotated[str, typer.Option("--from", help="Account the money leaves.")],
+    destination: Annotated[str, typer.Option("--to", help="Account the money goes to.")],
+    amount: Annotated[str, typer.Option("--amount", help="Like 10.50 (never rounded).")],
+    currency: Currency = "EUR",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Idempotency key; reuse it to retry a payment safely (default: new)."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Device id the customer paid from.")
+    ] = None,
+    ip: Annotated[str | None, typer.Option("--ip", help="Customer's IP address.")] = None,
+    lat: Annotated[float | None, typer.Option("--lat", help="Customer's latitude.")] = None,
+    lon: Annotated[float | None, typer.Option("--lon", help="Customer's longitude.")] = None,
+    data_dir: DataDir = Path(".bankmesh"),
+) -> None:
+    """Make a payment through the payment service (scored by risk, posted on the ledger)."""
+    code = _currency(currency)
+    minor_units = _amount(amount, code, "--amount")
+    idempotency_key = key or str(uuid.uuid4())
+    request = payment_service_pb2.CreatePaymentRequest(
+        idempotency_key=idempotency_key,
+        source_account_id=source,
+        destination_account_id=destination,
+        amount=money_pb2.Money(minor_units=minor_units, currency_code=code),
+        client_context=_client_context(device, ip, lat, lon),
+    )
+    try:
+        with Operator(data_dir) as operator:
+            payment = operator.pay(request)
+    except RpcFailed as exc:
+        if exc.reason != "IDEMPOTENCY_KEY_REUSED":
+            # Whatever happened, the same key never pays twice: retrying with
+            # it either finds this payment or makes it.
+            exc.hint = f"{exc.hint}; to retry this payment safely: --key {idempotency_key}"
+        raise _fail(exc) from None
+    except MeshError as exc:
+        raise _fail(exc) from None
+    console.print(_payment_panel(payment, idempotency_key))
+
+
+@contextmanager
+def _operator(data_dir: Path) -> Iterator[Operator]:
+    """An Operator whose MeshErrors (refusals included) end the command with error and hint."""
+    try:
+        with Operator(data_dir) as operator:
+            yield operator
+    except MeshError as exc:
+        raise _fail(exc) from None
+
+
+def _currency(code: str) -> str:
+    normalized = code.strip().upper()
+    if normalized not in MINOR_UNIT_EXPONENTS:
+        raise typer.BadParameter(
+            f"{code!r} is not an ISO 4217 currency code (e.g. EUR, USD, JPY)",
+            param_hint="--currency",
+        )
+    return normalized
+
+
+def _amount(text: str, currency: str, param_hint: str) -> int:
+    try:
+        return parse_amount(text, currency)
+    except AmountError as exc:
+        raise typer.BadParameter(str(exc), param_hint=param_hint) from None
+
+
+def _client_context(
+    device: str | None, ip: str | None, lat: float | None, lon: float | None
+) -> context_pb2.ClientContext:
+    if ip is not None:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{ip!r} is not an IPv4 or IPv6 address", param_hint="--ip"
+            ) from None
+    if (lat is None) != (lon is None):
+        raise typer.BadParameter("give both --lat and --lon, or neither", param_hint="--lat/--lon")
+    context = context_pb2.ClientContext(
+        channel=context_pb2.CHANNEL_API, device_id=device or "", ip_address=ip or ""
+    )
+    if lat is not None and lon is not None:
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise typer.BadParameter(
+                "latitude is -90..90 and longitude -180..180", param_hint="--lat/--lon"
+            )
+        context.geo.CopyFrom(context_pb2.GeoPoint(latitude=lat, longitude=lon))
+    return context
+
+
+_PAYMENT_STYLES = {
+    "COMPLETED": "green",
+    "PENDING": "yellow",
+    "IN_REVIEW": "yellow",
+    "PARTIALLY_REFUNDED": "yellow",
+    "REFUNDED": "yellow",
+}
+
+
+def _payment_panel(payment: payment_pb2.Payment, idempotency_key: str) -> Panel:
+    status = _enum_name(payment_pb2.PaymentStatus.Name(payment.status), "PAYMENT_STATUS_")
+    outcome = _enum_name(payment_pb2.RiskOutcome.Name(payment.risk_outcome), "RISK_OUTCOME_")
+    rows: list[tuple[str, str | Text]] = [
+        ("payment", payment.payment_id),
+        ("status", Text(status.upper(), style=_PAYMENT_STYLES.get(status.upper(), "red"))),
+        ("amount", _money(payment.amount)),
+        ("from", payment.source_account_id),
+        ("to", payment.destination_account_id),
+        ("risk", outcome if outcome != "unspecified" else "not scored"),
+    ]
+    if payment.risk_reasons:
+        rows.append(("risk reasons", ", ".join(payment.risk_reasons)))
+    if payment.failure_reason:
+        rows.append(("failure", Text(payment.failure_reason, style="red")))
+    rows.append(("idempotency key", idempotency_key))
+    return Panel(_grid(*rows), title="payment", expand=False)
+
+
+def _account_panel(account: account_pb2.Account) -> Panel:
+    balances = account.balances
+    currency = account.currency_code
+    limits = account.limits
+    if limits.debits_must_not_exceed_credits:
+        overdraft = limits.overdraft_limit_minor_units
+        limit = (
+            f"overdraft up to {_amount_text(overdraft, currency)}" if overdraft else "no overdraft"
+        )
+    elif limits.credits_must_not_exceed_debits:
+        limit = "credits may not exceed debits"
+    else:
+        limit = "none"
+    grid = _grid(
+        ("customer", account.customer_id or "-"),
+        ("type", _account_type(account.type)),
+        ("currency", currency),
+        ("status", _status(account.status)),
+        ("posted", _money(balances.posted)),
+        ("available", _money(balances.available)),
+        (
+            "pending",
+            f"debits {_amount_text(balances.debits_pending, currency)}, "
+            f"credits {_amount_text(balances.credits_pending, currency)}",
+        ),
+        ("limits", limit),
+        ("opened", _timestamp(account.create_time)),
+    )
+    return Panel(grid, title=f"account {account.account_id}", expand=False)
+
+
+def _grid(*rows: tuple[str, str | Text]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, value in rows:
+        grid.add_row(label, value)
+    return grid
+
+
+def _money(money: money_pb2.Money) -> str:
+    return _amount_text(money.minor_units, money.currency_code)
+
+
+def _amount_text(minor_units: int, currency: str) -> str:
+    return Money(minor_units, currency).format()
+
+
+def _account_type(value: account_pb2.AccountType) -> str:
+    return _enum_name(account_pb2.AccountType.Name(value), "ACCOUNT_TYPE_")
+
+
+def _status(value: account_pb2.AccountStatus) -> str:
+    return _enum_name(account_pb2.AccountStatus.Name(value), "ACCOUNT_STATUS_")
+
+
+def _enum_name(name: str, prefix: str) -> str:
+    return name.removeprefix(prefix).lower()
+
+
+def _timestamp(moment: Timestamp) -> str:
+    return moment.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def main() -> None:
