@@ -9,10 +9,17 @@ Every failure the operator can act on is printed as ``error:`` and ``hint:``
 with exit code 1; a refused call shows the reason the service sent
 (INSUFFICIENT_FUNDS, ...). Malformed arguments (an amount with too many
 decimals, an unknown service in ``--replicas``) are usage errors, exit code 2.
+
+``bankmesh risk ...`` is the risk service's own CLI (``services.risk.cli:app``),
+mounted here but imported only when used: it loads scikit-learn, which would
+otherwise add a second to every other command. A checkout without it simply
+has no ``risk`` command.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import ipaddress
 import os
 import uuid
@@ -21,7 +28,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -29,6 +36,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from bankmesh.account.v1 import account_pb2
 from bankmesh.common.v1 import context_pb2, money_pb2
@@ -580,6 +588,57 @@ def _enum_name(name: str, prefix: str) -> str:
 
 def _timestamp(moment: Timestamp) -> str:
     return moment.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# --- bankmesh risk ----------------------------------------------------------------
+
+
+class _LazyCommands(TyperGroup):
+    """The commands of another Typer app, imported the first time they are listed or run.
+
+    Only the app's commands are taken over, not a callback of its own: the
+    risk CLI has none.
+    """
+
+    target = ""  # "module:attribute" of a typer.Typer
+
+    def _load(self) -> None:
+        if self.commands:
+            return
+        module_name, _, attribute = self.target.partition(":")
+        group = typer.main.get_command(getattr(importlib.import_module(module_name), attribute))
+        self.commands.update(getattr(group, "commands", {}))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
+class _RiskCommands(_LazyCommands):
+    target = "services.risk.cli:app"
+
+
+def _mount_risk() -> None:
+    module = _RiskCommands.target.partition(":")[0]
+    try:
+        present = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        # ImportError: services.risk itself is missing; ValueError: a module
+        # set to None in sys.modules, which is how an import is blocked.
+        present = False
+    if present:
+        app.add_typer(
+            typer.Typer(cls=_RiskCommands, no_args_is_help=True, add_completion=False),
+            name="risk",
+            help="Train and evaluate the risk service's fraud model.",
+        )
+
+
+_mount_risk()
 
 
 def main() -> None:

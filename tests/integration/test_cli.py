@@ -387,6 +387,55 @@ def test_pay_that_gets_no_answer_shows_unavailable_and_the_key_to_retry_with(
     assert f"to retry this payment safely: --key {key}" in output
 
 
+# --- bankmesh risk --------------------------------------------------------------------
+
+WITHOUT_RISK_CLI = """
+import sys
+
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name == "services.risk.cli":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Absent())
+from typer.testing import CliRunner
+from mesh.cli import app
+
+result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+print("exit", result.exit_code, "fraud model" in result.output, "status" in result.output)
+"""
+
+
+def test_bankmesh_risk_runs_the_risk_services_own_commands() -> None:
+    """`bankmesh risk --help` lists the risk CLI's train and evaluate."""
+    result = CliRunner().invoke(app, ["risk", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "train" in result.output
+    assert "evaluate" in result.output
+
+
+def test_bankmesh_loads_the_risk_cli_only_when_it_is_used() -> None:
+    """Listing the commands shows `risk` without importing scikit-learn, which costs a second."""
+    probe = (
+        "import sys; from typer.testing import CliRunner; from mesh.cli import app; "
+        "out = CliRunner().invoke(app, ['--help'], env={'COLUMNS': '200'}).output; "
+        "print('fraud model' in out, 'sklearn' in sys.modules)"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert answer.stdout.split() == ["True", "False"], answer.stderr
+
+
+def test_bankmesh_works_without_the_risk_cli() -> None:
+    """A checkout without services/risk/cli.py has every other command and no `risk`."""
+    answer = subprocess.run(
+        [sys.executable, "-c", WITHOUT_RISK_CLI], capture_output=True, text=True, check=True
+    )
+    assert answer.stdout.split() == ["exit", "0", "False", "True"], answer.stderr
+
+
 # --- the whole mesh, launched -------------------------------------------------------
 
 DRIVER = """
