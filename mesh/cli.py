@@ -7,8 +7,11 @@ tests can do the same without a terminal.
 
 Every failure the operator can act on is printed as ``error:`` and ``hint:``
 with exit code 1; a refused call shows the reason the service sent
-(INSUFFICIENT_FUNDS, ...). Malformed arguments (an amount with too many
-decimals, an unknown service in ``--replicas``) are usage errors, exit code 2.
+(INSUFFICIENT_FUNDS, ...). So does a payment that was recorded but did not go
+through (declined, failed, rejected, expired), after its panel: a script
+should not take it for a success. Malformed arguments (an amount with too
+many decimals, an unknown service in ``--replicas``) are usage errors, exit
+code 2.
 
 ``bankmesh risk ...`` is the risk service's own CLI (``services.risk.cli:app``),
 mounted here but imported only when used: it loads scikit-learn, which would
@@ -41,7 +44,7 @@ from typer.core import TyperGroup
 from bankmesh.account.v1 import account_pb2
 from bankmesh.common.v1 import context_pb2, money_pb2
 from bankmesh.payment.v1 import payment_pb2, payment_service_pb2
-from mesh.operator import AmountError, Operator, RpcFailed, parse_amount
+from mesh.operator import AmountError, Operator, RpcFailed, hint_for, parse_amount
 from mesh.pki import issue_mesh_identities
 from mesh.runtime.errors import MeshError
 from mesh.runtime.launcher import DEFAULT_SERVICES, MeshConfig, RunningMesh, launch, with_replicas
@@ -332,7 +335,9 @@ def accounts_list(
         console.print(Text(f"open one with `bankmesh accounts open --customer {customer}`"))
         return
     table = Table(title=f"accounts of {customer}")
-    for column in ("id", "currency", "type", "status"):
+    # An id is copied into the next command: never shortened with an ellipsis.
+    table.add_column("id", min_width=36)
+    for column in ("currency", "type", "status"):
         table.add_column(column)
     for column in ("posted", "available"):
         table.add_column(column, justify="right")
@@ -362,13 +367,15 @@ def accounts_show(
         console.print(Text("no statement entries yet"))
         return
     table = Table(title=f"latest {len(entries)} statement entries, newest first")
-    for column in ("time", "transfer", "kind", "direction"):
+    table.add_column("time (UTC)")
+    table.add_column("transfer", min_width=36)
+    for column in ("kind", "direction"):
         table.add_column(column)
     for column in ("posted", "pending change", "available after"):
         table.add_column(column, justify="right")
     for entry in entries:
         table.add_row(
-            _timestamp(entry.create_time),
+            _timestamp(entry.create_time, zone=False),
             entry.transfer_id,
             _enum_name(account_pb2.TransferKind.Name(entry.kind), "TRANSFER_KIND_"),
             _enum_name(account_pb2.EntryDirection.Name(entry.direction), "ENTRY_DIRECTION_"),
@@ -445,6 +452,14 @@ def pay(
     except MeshError as exc:
         raise _fail(exc) from None
     console.print(_payment_panel(payment, idempotency_key))
+    if payment.status in _DID_NOT_GO_THROUGH:
+        status = payment_pb2.PaymentStatus.Name(payment.status).removeprefix("PAYMENT_STATUS_")
+        why = f": {payment.failure_reason}" if payment.failure_reason else ""
+        err_console.print(Text.assemble(("error: ", "bold red"), f"the payment is {status}{why}"))
+        hint = hint_for(payment.failure_reason)
+        if hint:
+            err_console.print(Text.assemble(("hint: ", "bold yellow"), hint))
+        raise typer.Exit(1)
 
 
 @contextmanager
@@ -497,6 +512,16 @@ def _client_context(
         context.geo.CopyFrom(context_pb2.GeoPoint(latitude=lat, longitude=lon))
     return context
 
+
+# Recorded, and final, but no money moved: the command did not do what was asked.
+_DID_NOT_GO_THROUGH = frozenset(
+    {
+        payment_pb2.PAYMENT_STATUS_DECLINED,
+        payment_pb2.PAYMENT_STATUS_FAILED,
+        payment_pb2.PAYMENT_STATUS_REJECTED,
+        payment_pb2.PAYMENT_STATUS_EXPIRED,
+    }
+)
 
 _PAYMENT_STYLES = {
     "COMPLETED": "green",
@@ -586,8 +611,9 @@ def _enum_name(name: str, prefix: str) -> str:
     return name.removeprefix(prefix).lower()
 
 
-def _timestamp(moment: Timestamp) -> str:
-    return moment.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _timestamp(moment: Timestamp, *, zone: bool = True) -> str:
+    text = moment.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{text} UTC" if zone else text
 
 
 # --- bankmesh risk ----------------------------------------------------------------

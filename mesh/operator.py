@@ -184,6 +184,11 @@ _REASON_HINTS = {
 }
 
 
+def hint_for(reason: str) -> str | None:
+    """What to try next after a refusal or a failed payment with this reason, if we know."""
+    return _REASON_HINTS.get(reason)
+
+
 def rpc_failure(exc: grpc.RpcError, *, service: str, data_dir: Path) -> RpcFailed:
     """``exc`` as the operator should see it: reason, message, and a hint."""
     code = exc.code()

@@ -554,3 +554,17 @@ def test_paying_again_with_the_same_key_answers_the_same_payment(launched: Path)
     code, listed = run("accounts", "list", "--customer", "carol", data_dir=launched)
     assert code == 0, listed
     assert table_rows(listed)[0][4] == "EUR 15.00"
+
+
+def test_a_payment_that_does_not_go_through_exits_1_with_its_reason_and_a_hint(
+    launched: Path,
+) -> None:
+    """More than the balance: the panel says FAILED, then an error and a hint; exit code 1."""
+    erin = open_account(launched, "erin")
+    frank = open_account(launched, "frank")
+    deposit(launched, erin, "5")
+    code, output = run("pay", "--from", erin, "--to", frank, "--amount", "50", data_dir=launched)
+    assert code == 1, output
+    assert re.search(r"status\s+FAILED", output), output
+    assert "error: the payment is FAILED: INSUFFICIENT_FUNDS" in output
+    assert "hint: the paying account has too little available" in output
