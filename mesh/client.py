@@ -17,7 +17,9 @@ Ask for `channel()` per call (it is cheap): after a rotation it is a new channel
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,11 +57,29 @@ def service_config() -> str:
 
 
 def target_for(addresses: Sequence[str]) -> str:
-    """A gRPC target that resolves to all `addresses` (ipv4:/ipv6: static lists)."""
+    """A gRPC target that resolves to all `addresses`.
+
+    One address is dialled as it is. Several become a static `ipv4:`/`ipv6:`
+    list, which gRPC balances over; those schemes take literal addresses only,
+    so host names are resolved here first.
+    """
     if len(addresses) == 1:
         return addresses[0]
-    ipv6 = any(a.startswith("[") for a in addresses)
-    return ("ipv6:" if ipv6 else "ipv4:") + ",".join(addresses)
+    resolved = [_literal(address) for address in addresses]
+    ipv6 = any(a.startswith("[") for a in resolved)
+    return ("ipv6:" if ipv6 else "ipv4:") + ",".join(resolved)
+
+
+def _literal(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    bare = host.strip("[]")
+    try:
+        ipaddress.ip_address(bare)
+    except ValueError:
+        family, *_, sockaddr = socket.getaddrinfo(bare, int(port), type=socket.SOCK_STREAM)[0]
+        bare = str(sockaddr[0])
+        return f"[{bare}]:{port}" if family == socket.AF_INET6 else f"{bare}:{port}"
+    return address
 
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [

@@ -12,6 +12,7 @@ variables, so a service can also be started by hand or by any process manager:
 | BANKMESH_ENDPOINTS       | endpoints.json listing the other services                 |
 | BANKMESH_IDENTITY_DIR    | this service's cert.pem, key.pem and the mesh's ca.pem    |
 | BANKMESH_INSECURE_DEV    | "1": plaintext on loopback, no mTLS (development only)    |
+| BANKMESH_TRACE_FILE      | where spans go, one JSON object a line (mesh.telemetry)   |
 """
 
 from __future__ import annotations

@@ -674,7 +674,7 @@ def launched_mesh(
     mesh = LaunchedMesh(data_dir, process)
     try:
         deadline = time.monotonic() + 30
-        while not (data_dir / "endpoints.json").exists():
+        while not _complete(data_dir / "endpoints.json"):
             if process.poll() is not None:
                 pytest.fail(f"launch exited with {process.returncode}: {process.communicate()[1]}")
             if time.monotonic() > deadline:
@@ -731,3 +731,11 @@ def test_bankmesh_status_asks_over_mtls_as_the_operator_and_never_falls_back(
     assert "SERVING" in rows["secure"].split()
     assert "UNREACHABLE" in rows["plain"].split()
     assert "transport: mutual TLS as the operator" in result.output
+
+
+def _complete(endpoints: Path) -> bool:
+    """endpoints.json appears after the first service; the mesh is up once it says complete."""
+    try:
+        return bool(json.loads(endpoints.read_text()).get("complete"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
