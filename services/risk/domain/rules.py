@@ -29,10 +29,12 @@ Combining (`combine`):
 
 a noisy-OR: each piece of evidence raises the score, none can lower it, the
 order does not matter and the result stays in [0, 1]. The decision is DECLINE
-at or above the decline threshold, REVIEW at or above the review threshold,
-APPROVE below; then any decision a fired rule forces (DENY_LIST: DECLINE,
-IMPOSSIBLE_TRAVEL: REVIEW in the default ruleset) wins if it is more severe.
-A forced decision never lowers the outcome.
+at or above the decline threshold if the rules corroborate it (rules_score
+reaches thresholds.decline_min_rules_score; otherwise REVIEW: the model alone
+never declines), REVIEW at or above the review threshold, APPROVE below; then
+any decision a fired rule forces (DENY_LIST: DECLINE, IMPOSSIBLE_TRAVEL:
+REVIEW in the default ruleset) wins if it is more severe. A forced decision
+never lowers the outcome.
 """
 
 from __future__ import annotations
@@ -185,7 +187,9 @@ def combine(
     score = min(max(score, 0.0), 1.0)
 
     if score >= ruleset.decline_threshold:
-        decision = Decision.DECLINE
+        # Corroboration: without enough rule evidence a high score is held, not refused.
+        corroborated = rules_score >= ruleset.decline_min_rules_score
+        decision = Decision.DECLINE if corroborated else Decision.REVIEW
     elif score >= ruleset.review_threshold:
         decision = Decision.REVIEW
     else:

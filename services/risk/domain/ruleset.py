@@ -16,6 +16,7 @@ currency, which is what the synthetic data and the default ruleset use.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,10 @@ class Ruleset:
     version: str
     review_threshold: float
     decline_threshold: float
+    # A score-based DECLINE also needs the fired rules alone to reach this
+    # (their noisy-OR); short of it the outcome is REVIEW. So the model alone
+    # never declines. Forced decisions (the deny list) do not depend on it.
+    decline_min_rules_score: float
     state: StateSettings
     model: ModelSettings
     fallback: FallbackSettings
@@ -250,6 +255,7 @@ def parse_ruleset(data: Mapping[str, Any], source: str = "ruleset") -> Ruleset:
     thresholds = top.table("thresholds")
     review = thresholds.number("review", low=0.0, high=1.0, low_open=True)
     decline = thresholds.number("decline", low=0.0, high=1.0, low_open=True)
+    min_rules = thresholds.number("decline_min_rules_score", low=0.0, high=1.0)
     thresholds.close()
     if review > decline:
         problems.append(
@@ -322,12 +328,28 @@ def parse_ruleset(data: Mapping[str, Any], source: str = "ruleset") -> Ruleset:
     rules.close()
     top.close()
 
+    # Every rule but the deny list (which forces its DECLINE) firing at once.
+    weights = [
+        *(v.effect.weight for v in velocity.values()),
+        new_device.weight,
+        new_payee.weight,
+        anomaly.effect.weight,
+        travel.effect.weight,
+    ]
+    reachable = 1.0 - math.prod(1.0 - w for w in weights)
+    if min_rules > reachable:
+        problems.append(
+            f"thresholds.decline_min_rules_score ({min_rules:g}) is above what the rules' "
+            f"weights can reach together ({reachable:.3f}): only a forced decision could decline"
+        )
+
     if problems:
         raise RulesetError(problems, source)
     return Ruleset(
         version=version,
         review_threshold=review,
         decline_threshold=decline,
+        decline_min_rules_score=min_rules,
         state=state,
         model=model,
         fallback=fallback,

@@ -93,7 +93,7 @@ async def test_score_transaction_answers_a_complete_decision(stub: Stub) -> None
     response = await stub.ScoreTransaction(request())
     assert 0.0 <= response.score <= 1.0
     assert response.decision == svc.DECISION_APPROVE
-    assert response.ruleset_version == "default-2025.1"
+    assert response.ruleset_version == "default-2025.2"
     assert response.model_version.startswith("hgb-")
     assert str(uuid.UUID(response.decision_id)) == response.decision_id
     assert not response.fallback

@@ -150,11 +150,50 @@ def test_rule_weights_and_the_model_combine_as_a_noisy_or() -> None:
 
 
 def test_scores_at_the_thresholds_take_the_stricter_decision() -> None:
-    """A score equal to a threshold is at that threshold's decision."""
+    """A score equal to a threshold is at that threshold's decision (DECLINE corroborated)."""
     rules = ruleset()
+    strong = [RuleHit("VELOCITY_COUNT", 0.45)]
+    at_decline = 1 - (1 - rules.decline_threshold) / (1 - 0.45)  # model share for score = decline
     assert combine([], rules.review_threshold, 1.0, rules).decision is Decision.REVIEW
-    assert combine([], rules.decline_threshold, 1.0, rules).decision is Decision.DECLINE
+    assert combine(strong, at_decline, 1.0, rules).score == pytest.approx(rules.decline_threshold)
+    assert combine(strong, at_decline + 1e-9, 1.0, rules).decision is Decision.DECLINE
     assert combine([], 0.0, 1.0, rules).decision is Decision.APPROVE
+
+
+def test_the_model_alone_never_declines() -> None:
+    """ML_SCORE with no rule behind it is held for review, however sure the model is."""
+    outcome = combine([], 1.0, 1.0, ruleset())
+    assert outcome.score == pytest.approx(1.0)
+    assert outcome.decision is Decision.REVIEW
+    assert outcome.reason_codes == ("ML_SCORE",)
+
+
+@pytest.mark.parametrize(
+    ("hits", "decision"),
+    [
+        ([RuleHit("NEW_DEVICE", 0.2)], Decision.REVIEW),  # a new phone: everyday
+        ([RuleHit("NEW_PAYEE", 0.1)], Decision.REVIEW),  # a new friend: everyday
+        ([RuleHit("NEW_DEVICE", 0.2), RuleHit("NEW_PAYEE", 0.1)], Decision.DECLINE),  # takeover
+        ([RuleHit("VELOCITY_COUNT", 0.45)], Decision.DECLINE),
+        ([RuleHit("AMOUNT_ANOMALY", 0.35)], Decision.DECLINE),
+    ],
+)
+def test_a_high_score_declines_only_with_corroborating_rules(
+    hits: list[RuleHit], decision: Decision
+) -> None:
+    """Above the decline threshold the rules alone must reach decline_min_rules_score (0.25)."""
+    rules = ruleset()
+    outcome = combine(hits, 0.99, 1.0, rules)
+    assert outcome.score >= rules.decline_threshold
+    assert outcome.decision is decision
+
+
+def test_the_fallback_model_alone_never_declines() -> None:
+    """Without state the same policy holds: the stateless model alone is at most REVIEW."""
+    rules = ruleset()
+    t = txn()
+    outcome = combine(fallback_rules(t, stateless_features(t), rules), 0.99, 1.0, rules)
+    assert outcome.decision is Decision.REVIEW
 
 
 def test_a_high_model_score_is_reported_as_ml_score() -> None:

@@ -39,6 +39,28 @@ def test_a_review_threshold_above_decline_is_refused() -> None:
     assert any("review (0.95) must not be above decline (0.9)" in p for p in problems_of(data))
 
 
+def test_the_decline_corroboration_is_required_and_bounded() -> None:
+    """decline_min_rules_score must be there (no silent default) and within [0, 1]."""
+    data = default_data()
+    del data["thresholds"]["decline_min_rules_score"]
+    assert "thresholds.decline_min_rules_score: is required" in problems_of(data)
+    data["thresholds"]["decline_min_rules_score"] = 1.5
+    assert "thresholds.decline_min_rules_score: must be <= 1, got 1.5" in problems_of(data)
+
+
+def test_a_decline_corroboration_the_rules_cannot_reach_is_refused() -> None:
+    """If every rule firing at once stays below it, no score could ever decline."""
+    data = default_data()
+    for name, table in data["rules"].items():
+        if name != "deny_list":
+            table["weight"] = 0.05
+    data["thresholds"]["decline_min_rules_score"] = 0.5
+    assert any(
+        p.startswith("thresholds.decline_min_rules_score (0.5) is above what the rules'")
+        for p in problems_of(data)
+    )
+
+
 @pytest.mark.parametrize(
     ("windows", "message"),
     [
