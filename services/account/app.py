@@ -84,7 +84,7 @@ async def serve(env: ServiceEnvironment, clock: Clock | None = None) -> None:
         dependencies=[lifecycle.database(engine)],
         log=log,
         background=[sweep_expired_holds(ledger, EXPIRY_INTERVAL_SECONDS)],
-        cleanup=[engine.dispose],
+        cleanup=[ledger.shutdown, engine.dispose],
     )
 
 

@@ -1033,3 +1033,36 @@ def test_a_batch_names_the_accounts_its_transfers_mention() -> None:
     """account_ids_of lists debit and credit accounts, skipping those a post leaves out."""
     a, b_ = uuid.uuid4(), uuid.uuid4()
     assert account_ids_of([single(a, b_, 1), post(uuid.uuid4())]) == {a, b_}
+
+
+# -- group commit: several submissions in one batch -------------------------------------
+
+
+def test_submissions_sharing_a_batch_keep_their_own_chains() -> None:
+    """A submission ending in a linked transfer fails alone; its neighbour is untouched."""
+    bank, alice, bob = account(), account(NO_OVERDRAFT), account(NO_OVERDRAFT)
+    b = batch(bank, alice, bob)
+    open_chain = [single(bank, alice, 10, linked=True)]
+    independent = [single(bank, bob, 20)]
+    results = b.apply_many([open_chain, independent])
+    assert [codes(r) for r in results] == [["LINKED_EVENT_CHAIN_OPEN"], ["CREATED"]]
+    assert (alice.credits_posted, bob.credits_posted) == (0, 20)
+
+
+def test_later_submissions_see_what_earlier_ones_did() -> None:
+    """Funds deposited by the first submission can be spent by the second, as in sequence."""
+    bank, alice, bob = account(), account(NO_OVERDRAFT), account(NO_OVERDRAFT)
+    b = batch(bank, alice, bob)
+    results = b.apply_many([[single(bank, alice, 50)], [single(alice, bob, 50)]])
+    assert [codes(r) for r in results] == [["CREATED"], ["CREATED"]]
+    assert counters(alice) == (50, 50, 0, 0)
+
+
+def test_the_same_id_from_two_submissions_is_created_once() -> None:
+    """Two clients racing with one transfer id in one batch: CREATED, then EXISTS."""
+    bank, alice = account(), account(NO_OVERDRAFT)
+    b = batch(bank, alice)
+    request = single(bank, alice, 5)
+    results = b.apply_many([[request], [request]])
+    assert [codes(r) for r in results] == [["CREATED"], ["EXISTS"]]
+    assert alice.credits_posted == 5

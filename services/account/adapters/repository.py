@@ -35,6 +35,8 @@ from services.account.domain.model import (
 from . import tables as t
 
 _RESOLUTION = t.transfers.alias("resolution")
+# 11 bind parameters per entry row; 65,535 is the protocol's limit per statement.
+_ENTRY_ROWS_PER_INSERT = 5_000
 
 
 class LedgerRepository:
@@ -145,12 +147,12 @@ class LedgerRepository:
             await self._conn.execute(
                 insert(t.transfers), [_transfer_row(tr) for tr in changes.created]
             )
-        if changes.entries:
-            # One multi-row INSERT keeps entries in order, so each continues the
-            # chain of the one before it (see the entries trigger).
-            await self._conn.execute(
-                insert(t.entries).values([_entry_row(e) for e in changes.entries])
-            )
+        # Multi-row INSERTs keep entries in order, so each continues the chain
+        # of the one before it (see the entries trigger); chunks keep each
+        # statement under PostgreSQL's 65,535 bind parameters.
+        for start in range(0, len(changes.entries), _ENTRY_ROWS_PER_INSERT):
+            chunk = changes.entries[start : start + _ENTRY_ROWS_PER_INSERT]
+            await self._conn.execute(insert(t.entries).values([_entry_row(e) for e in chunk]))
         if changes.failed:
             await self._conn.execute(
                 pg_insert(t.failed_transfers).on_conflict_do_nothing(),

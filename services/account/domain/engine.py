@@ -181,7 +181,22 @@ class LedgerBatch:
         """One result per request, in order; linked chains are all-or-nothing."""
         if len(requests) > MAX_BATCH_SIZE:
             raise ValueError(f"at most {MAX_BATCH_SIZE} transfers per batch")
+        return self.apply_many([requests])[0]
+
+    def apply_many(
+        self, submissions: Sequence[Sequence[NewTransfer]]
+    ) -> list[list[TransferResult]]:
+        """Several clients' submissions in one batch (group commit).
+
+        Each submission keeps its own semantics: chains never span two
+        submissions, and a submission ending in a linked transfer fails its
+        open chain alone. Later submissions see what earlier ones did, exactly
+        as if they had arrived one after the other.
+        """
         self.expire_due()
+        return [self._apply_submission(requests) for requests in submissions]
+
+    def _apply_submission(self, requests: Sequence[NewTransfer]) -> list[TransferResult]:
         results: list[TransferResult] = []
         chain: list[NewTransfer] = []
         for request in requests:
@@ -189,7 +204,7 @@ class LedgerBatch:
             if not request.linked:
                 results.extend(self._apply_chain(chain))
                 chain = []
-        if chain:  # the last transfer of the batch still said "linked"
+        if chain:  # the last transfer of the submission still said "linked"
             results.extend(self._fail_open_chain(chain))
         return results
 

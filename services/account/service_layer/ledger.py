@@ -50,6 +50,7 @@ from services.account.domain.model import (
 )
 
 from . import pagination
+from .group_commit import GroupCommit
 from .unit_of_work import Clock, UnitOfWork, UnitOfWorkFactory, WriteConflict
 
 MAX_ATTEMPTS = 8
@@ -77,9 +78,17 @@ class Page(Generic[T]):
 class Ledger:
     """The account service's use cases, bound to a unit-of-work factory and a clock."""
 
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, *, group_commit: bool = True) -> None:
         self._uow = uow
         self._clock = clock
+        # Concurrent transfer calls share transactions (see group_commit.py);
+        # off, each call is its own transaction.
+        self._group_commit = GroupCommit(self._commit_batch) if group_commit else None
+
+    async def shutdown(self) -> None:
+        """Stop the group-commit worker (at process exit)."""
+        if self._group_commit is not None:
+            await self._group_commit.close()
 
     # -- accounts -----------------------------------------------------------------
 
@@ -177,11 +186,20 @@ class Ledger:
             )
         if not requests:
             return []
+        if self._group_commit is not None:
+            return await self._group_commit.submit(list(requests))
+        return (await self._commit_batch([list(requests)]))[0]
+
+    async def _commit_batch(
+        self, submissions: Sequence[Sequence[NewTransfer]]
+    ) -> list[list[TransferResult]]:
+        """One transaction for all `submissions`; a lost race retries the whole batch."""
+        everything = [request for submission in submissions for request in submission]
         for attempt in range(MAX_ATTEMPTS):
             try:
                 async with self._uow() as uow:
-                    batch = await _load_batch(uow, requests, self._clock.now())
-                    results = batch.apply(requests)
+                    batch = await _load_batch(uow, everything, self._clock.now())
+                    results = batch.apply_many(submissions)
                     await uow.ledger.save(batch.changes, batch.view.accounts)
                     await uow.commit()
                     return results
