@@ -9,11 +9,12 @@ of deadlocking.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import RowMapping, and_, bindparam, delete, insert, or_, select, tuple_, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import RowMapping, and_, delete, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,8 +36,71 @@ from services.account.domain.model import (
 from . import tables as t
 
 _RESOLUTION = t.transfers.alias("resolution")
-# 11 bind parameters per entry row; 65,535 is the protocol's limit per statement.
-_ENTRY_ROWS_PER_INSERT = 5_000
+_Item = TypeVar("_Item")
+
+_INSERT_TRANSFERS = text(
+    """
+    INSERT INTO ledger.transfers (id, kind, debit_account_id, credit_account_id, amount,
+        currency, pending_id, timeout_seconds, expires_at, code, metadata, request_hash,
+        created_at)
+    SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:kind AS text[]),
+        CAST(:debit_account_id AS uuid[]), CAST(:credit_account_id AS uuid[]),
+        CAST(:amount AS bigint[]), CAST(:currency AS text[]), CAST(:pending_id AS uuid[]),
+        CAST(:timeout_seconds AS integer[]), CAST(:expires_at AS timestamptz[]),
+        CAST(:code AS integer[]), CAST(:metadata AS jsonb[]), CAST(:request_hash AS bytea[]),
+        CAST(:created_at AS timestamptz[]))
+    """
+)
+_INSERT_ENTRIES = text(
+    """
+    INSERT INTO ledger.entries (transfer_id, account_id, direction, posted_delta,
+        pending_delta, debits_posted, credits_posted, debits_pending, credits_pending,
+        created_at)
+    SELECT transfer_id, account_id, direction, posted_delta, pending_delta, debits_posted,
+        credits_posted, debits_pending, credits_pending, created_at
+    FROM unnest(CAST(:transfer_id AS uuid[]), CAST(:account_id AS uuid[]),
+        CAST(:direction AS text[]), CAST(:posted_delta AS bigint[]),
+        CAST(:pending_delta AS bigint[]), CAST(:debits_posted AS bigint[]),
+        CAST(:credits_posted AS bigint[]), CAST(:debits_pending AS bigint[]),
+        CAST(:credits_pending AS bigint[]), CAST(:created_at AS timestamptz[]))
+        WITH ORDINALITY AS e(transfer_id, account_id, direction, posted_delta, pending_delta,
+            debits_posted, credits_posted, debits_pending, credits_pending, created_at, n)
+    ORDER BY n
+    """
+)
+_INSERT_FAILED = text(
+    """
+    INSERT INTO ledger.failed_transfers (id, reason, request_hash, failed_at)
+    SELECT * FROM unnest(CAST(:id AS uuid[]), CAST(:reason AS text[]),
+        CAST(:request_hash AS bytea[]), CAST(:failed_at AS timestamptz[]))
+    ON CONFLICT (id) DO NOTHING
+    """
+)
+_INSERT_HOLDS = text(
+    """
+    INSERT INTO ledger.expiring_holds (transfer_id, debit_account_id, credit_account_id,
+        expires_at)
+    SELECT * FROM unnest(CAST(:transfer_id AS uuid[]), CAST(:debit_account_id AS uuid[]),
+        CAST(:credit_account_id AS uuid[]), CAST(:expires_at AS timestamptz[]))
+    """
+)
+_UPDATE_COUNTERS = text(
+    """
+    UPDATE ledger.accounts AS a
+       SET debits_posted = c.dp, credits_posted = c.cp, debits_pending = c.dpe,
+           credits_pending = c.cpe, updated_at = c.at, last_entry_at = c.at
+      FROM unnest(CAST(:id AS uuid[]), CAST(:dp AS bigint[]), CAST(:cp AS bigint[]),
+                  CAST(:dpe AS bigint[]), CAST(:cpe AS bigint[]),
+                  CAST(:at AS timestamptz[])) AS c(id, dp, cp, dpe, cpe, at)
+     WHERE a.id = c.id
+    """
+)
+
+
+def _columns(items: Sequence[_Item], row: Callable[[_Item], dict[str, Any]]) -> dict[str, Any]:
+    """Rows -> one list per column, the shape `unnest` wants."""
+    rows = [row(item) for item in items]
+    return {name: [r[name] for r in rows] for name in rows[0]}
 
 
 class LedgerRepository:
@@ -142,36 +206,23 @@ class LedgerRepository:
         return list((await self._conn.scalars(stmt)).all())
 
     async def save(self, changes: BatchChanges, accounts: Mapping[uuid.UUID, Account]) -> None:
-        """Write what a batch produced. The deferred triggers re-check it all at commit."""
+        """Write what a batch produced. The deferred triggers re-check it all at commit.
+
+        Each table gets one statement whatever the batch size: the rows travel
+        as arrays and `unnest` turns them back into rows, in order (entries
+        must arrive in order: each continues the chain of the one before it).
+        That keeps a batch of thousands of transfers at a handful of round
+        trips, with statements the server can plan once.
+        """
         if changes.created:
-            await self._conn.execute(
-                insert(t.transfers), [_transfer_row(tr) for tr in changes.created]
-            )
-        # Multi-row INSERTs keep entries in order, so each continues the chain
-        # of the one before it (see the entries trigger); chunks keep each
-        # statement under PostgreSQL's 65,535 bind parameters.
-        for start in range(0, len(changes.entries), _ENTRY_ROWS_PER_INSERT):
-            chunk = changes.entries[start : start + _ENTRY_ROWS_PER_INSERT]
-            await self._conn.execute(insert(t.entries).values([_entry_row(e) for e in chunk]))
+            await self._conn.execute(_INSERT_TRANSFERS, _columns(changes.created, _transfer_row))
+        if changes.entries:
+            await self._conn.execute(_INSERT_ENTRIES, _columns(changes.entries, _entry_row))
         if changes.failed:
-            await self._conn.execute(
-                pg_insert(t.failed_transfers).on_conflict_do_nothing(),
-                [_failed_row(f) for f in changes.failed],
-            )
+            await self._conn.execute(_INSERT_FAILED, _columns(changes.failed, _failed_row))
         holds = [tr for tr in changes.created if tr.expires_at is not None]
         if holds:
-            await self._conn.execute(
-                insert(t.expiring_holds),
-                [
-                    {
-                        "transfer_id": tr.id,
-                        "debit_account_id": tr.debit_account_id,
-                        "credit_account_id": tr.credit_account_id,
-                        "expires_at": tr.expires_at,
-                    }
-                    for tr in holds
-                ],
-            )
+            await self._conn.execute(_INSERT_HOLDS, _columns(holds, _hold_row))
         if changes.resolved_pending:
             await self._conn.execute(
                 delete(t.expiring_holds).where(
@@ -179,19 +230,8 @@ class LedgerRepository:
                 )
             )
         if changes.touched_accounts:
-            await self._conn.execute(
-                update(t.accounts)
-                .where(t.accounts.c.id == bindparam("b_id"))
-                .values(
-                    debits_posted=bindparam("b_dp"),
-                    credits_posted=bindparam("b_cp"),
-                    debits_pending=bindparam("b_dpe"),
-                    credits_pending=bindparam("b_cpe"),
-                    updated_at=bindparam("b_at"),
-                    last_entry_at=bindparam("b_at"),
-                ),
-                [_counters_row(accounts[i]) for i in sorted(changes.touched_accounts)],
-            )
+            touched = [accounts[i] for i in sorted(changes.touched_accounts)]
+            await self._conn.execute(_UPDATE_COUNTERS, _columns(touched, _counters_row))
 
     # -- reads ----------------------------------------------------------------------
 
@@ -274,12 +314,21 @@ def _account(row: RowMapping) -> Account:
 
 def _counters_row(a: Account) -> dict[str, Any]:
     return {
-        "b_id": a.id,
-        "b_dp": a.debits_posted,
-        "b_cp": a.credits_posted,
-        "b_dpe": a.debits_pending,
-        "b_cpe": a.credits_pending,
-        "b_at": a.last_entry_at,
+        "id": a.id,
+        "dp": a.debits_posted,
+        "cp": a.credits_posted,
+        "dpe": a.debits_pending,
+        "cpe": a.credits_pending,
+        "at": a.last_entry_at,
+    }
+
+
+def _hold_row(tr: Transfer) -> dict[str, Any]:
+    return {
+        "transfer_id": tr.id,
+        "debit_account_id": tr.debit_account_id,
+        "credit_account_id": tr.credit_account_id,
+        "expires_at": tr.expires_at,
     }
 
 
@@ -295,7 +344,7 @@ def _transfer_row(tr: Transfer) -> dict[str, Any]:
         "timeout_seconds": tr.timeout_seconds,
         "expires_at": tr.expires_at,
         "code": tr.code,
-        "metadata": tr.metadata,
+        "metadata": Jsonb(tr.metadata),
         "request_hash": tr.request_hash,
         "created_at": tr.created_at,
     }
