@@ -54,8 +54,9 @@ def test_too_much_money_in_a_day_is_velocity_amount() -> None:
 
 
 def test_a_busy_device_is_device_velocity() -> None:
-    """Forty earlier transactions from one device in an hour exceed its limit of 40."""
-    assert codes(txn(), quiet_history(device_counts=(0, 40, 41))) == ["DEVICE_VELOCITY"]
+    """Ten earlier transactions from one device in an hour make this the eleventh (> 10)."""
+    assert codes(txn(), quiet_history(device_counts=(0, 10, 11))) == ["DEVICE_VELOCITY"]
+    assert codes(txn(), quiet_history(device_counts=(0, 9, 11))) == []
 
 
 def test_many_payments_into_one_account_is_destination_velocity() -> None:

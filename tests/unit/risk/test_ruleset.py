@@ -144,7 +144,7 @@ def test_a_model_trained_for_other_windows_is_refused(tmp_path: Path) -> None:
         .replace("windows_seconds = [60, 3600, 86400]", "windows_seconds = [60, 86400]")
         .replace("limits = [5, 30, 100]", "limits = [5, 100]")
         .replace("limits = [2000.0, 10000.0, 20000.0]", "limits = [2000.0, 20000.0]")
-        .replace("limits = [8, 40, 120]", "limits = [8, 120]")
+        .replace("limits = [8, 10, 120]", "limits = [8, 120]")
         .replace("limits = [8, 15, 30]", "limits = [8, 30]")
     )
     with pytest.raises(RulesetError, match="trained on other features"):
