@@ -1,0 +1,3 @@
+from mesh.edge.app import main
+
+main()
