@@ -1,34 +1,35 @@
 """The port the use cases talk to: one database transaction with a ledger repository.
 
-Storage failures surface as the two exceptions below, already translated by
-the adapter, so nothing above this layer knows about psycopg or SQLAlchemy:
-
-    StorageError
-     ├── StorageUnavailable    the database cannot be reached; nothing was written
-     └── WriteConflict         a concurrent transaction won a race (unique id,
-                               serialization failure); retrying is safe
+Storage failures surface as `StorageUnavailable` or `WriteConflict`
+(services.common.storage), already translated by the adapter, so nothing
+above this layer knows about psycopg or SQLAlchemy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol, Self
 
 from services.account.adapters.repository import LedgerRepository
 
+# The storage errors and the clock are the same for every service; they are
+# re-exported here because this module is the use cases' port.
+from services.common.storage import (
+    Clock,
+    StorageError,
+    StorageUnavailable,
+    SystemClock,
+    WriteConflict,
+)
 
-class StorageError(Exception):
-    pass
-
-
-class StorageUnavailable(StorageError):
-    pass
-
-
-class WriteConflict(StorageError):
-    pass
+__all__ = [
+    "Clock",
+    "StorageError",
+    "StorageUnavailable",
+    "SystemClock",
+    "WriteConflict",
+]
 
 
 class UnitOfWork(Protocol):
@@ -47,12 +48,3 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)

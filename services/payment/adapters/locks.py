@@ -29,9 +29,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common.storage import raise_translated
 from services.payment.service_layer.unit_of_work import LockTimeout
-
-from .unit_of_work import raise_translated
 
 log = logging.getLogger("bankmesh.payment")
 
@@ -117,7 +116,7 @@ class AdvisoryLocks:
         try:
             return await self._engine.connect()
         except Exception as exc:
-            raise_translated(exc)
+            raise_translated(exc, "payment")
             raise
 
     async def _lock(self, payment_id: UUID, wait: float) -> AsyncConnection:
@@ -144,7 +143,7 @@ class AdvisoryLocks:
             await conn.close()
             if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
                 raise LockTimeout(f"payment {payment_id} stayed busy for {wait:.1f}s") from None
-            raise_translated(exc)
+            raise_translated(exc, "payment")
             raise
         except BaseException:
             # Cancelled or failed half-way: the session may hold the lock; drop it.

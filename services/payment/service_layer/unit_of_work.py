@@ -1,12 +1,8 @@
 """The storage ports: one database transaction with a repository, and per-payment locks.
 
-Storage failures surface as the exceptions below, already translated by the
-adapter, so nothing above this layer knows about psycopg or SQLAlchemy:
-
-    StorageError
-     ├── StorageUnavailable    the database cannot be reached; nothing was written
-     └── WriteConflict         a concurrent writer won (same id, stale version);
-                               re-reading and retrying is safe
+Storage failures surface as `StorageUnavailable` or `WriteConflict`
+(services.common.storage), already translated by the adapter, so nothing
+above this layer knows about psycopg or SQLAlchemy.
 
 `PaymentLocks` serialises everything that changes one payment: the first
 execution of an idempotency key, its resumption by a retry or by the
@@ -20,24 +16,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+# The storage errors and the clock are the same for every service; they are
+# re-exported here because this module is the use cases' port.
+from services.common.storage import (
+    Clock,
+    StorageError,
+    StorageUnavailable,
+    SystemClock,
+    WriteConflict,
+)
 from services.payment.domain.idempotency import IdempotencyRecord, StoredResponse
 from services.payment.domain.model import Payment
 
-
-class StorageError(Exception):
-    pass
-
-
-class StorageUnavailable(StorageError):
-    pass
-
-
-class WriteConflict(StorageError):
-    pass
+__all__ = [
+    "Clock",
+    "StorageError",
+    "StorageUnavailable",
+    "SystemClock",
+    "WriteConflict",
+]
 
 
 class LockTimeout(Exception):
@@ -111,12 +112,3 @@ class PaymentLocks(Protocol):
     def try_hold(self, payment_id: uuid.UUID) -> AbstractAsyncContextManager[bool]:
         """Exclusive access if nobody has it now; yields whether we got it."""
         ...
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
