@@ -9,15 +9,17 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTOC := $(BIN)/python -m grpc_tools.protoc -I protos -I third_party/googleapis
 NODE_INSTALLED := node_modules/.installed
 BUF := node_modules/.bin/buf
-PY_LINT_PATHS := services mesh tests examples
+PY_LINT_PATHS := services mesh tests examples bench
 
-.PHONY: help venv generate check-generated node-deps lint test test-all run clean
+.PHONY: help venv generate check-generated node-deps lint test test-all run clean bench bench-full
 
 help:
 	@echo "make run              start the mesh (embedded PostgreSQL when DATABASE_URL is unset)"
 	@echo "make test             unit + integration tests (embedded PostgreSQL unless BANKMESH_TEST_DATABASE_URL)"
 	@echo "make lint             buf lint, ruff, mypy --strict"
 	@echo "make generate         protos/ -> generated/"
+	@echo "make bench            quick benchmark -> bench/results (ARGS=--check holds it to the targets)"
+	@echo "make bench-full       the same, longer per level"
 
 venv: $(INSTALLED)
 
@@ -86,6 +88,21 @@ test: $(INSTALLED)
 
 test-all: $(INSTALLED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark needs the bench extra (matplotlib for the chart) on top of dev.
+BENCH_INSTALLED := $(VENV)/.bench-installed
+
+$(BENCH_INSTALLED): $(INSTALLED) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+# One run measures every scenario and its baselines on this machine; see
+# docs/performance.md. ARGS="--check" exits 1 when a target is missed.
+bench: $(BENCH_INSTALLED)
+	$(BIN)/python -m bench $(ARGS)
+
+bench-full: $(BENCH_INSTALLED)
+	$(BIN)/python -m bench --full $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
