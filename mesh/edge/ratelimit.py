@@ -123,15 +123,17 @@ class RateLimiter:
         *,
         timeout: float = 0.25,
         fallback: LocalLimiter | None = None,
+        key_prefix: str = KEY_PREFIX,
     ) -> None:
         self._redis = redis_client
+        self._prefix = key_prefix
         self._script = redis_client.register_script(_GCRA) if redis_client is not None else None
         self._timeout = timeout
         self._fallback = fallback or LocalLimiter()
         self._degraded = False
 
     async def hit(self, rule: str, subject: str, limit: Limit) -> Decision:
-        key = f"{KEY_PREFIX}{rule}:{subject}"
+        key = f"{self._prefix}{rule}:{subject}"
         if self._script is None:
             return self._fallback.hit(key, limit)
         try:
