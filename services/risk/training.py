@@ -174,7 +174,8 @@ class ScenarioResult:
 @dataclass(frozen=True)
 class Evaluation:
     results: list[ScenarioResult]
-    decisions: dict[str, dict[Decision, int]]  # "legit"/"fraud" -> decision counts
+    # Decision counts per truth: "legit", each scenario, then "fraud" (all scenarios).
+    decisions: dict[str, dict[Decision, int]]
     test_rows: int
     train_rows: int
 
@@ -193,15 +194,18 @@ def evaluate(config: SyntheticConfig, ruleset: Ruleset, model: ModelBundle) -> E
     scenario = data.scenario[test]
     combined, model_scores = [], []
     decisions: dict[str, dict[Decision, int]] = {
-        "legit": dict.fromkeys(Decision, 0),
-        "fraud": dict.fromkeys(Decision, 0),
+        truth: dict.fromkeys(Decision, 0) for truth in ("legit", *SCENARIOS, "fraud")
     }
-    for txn, row, label in zip(data.transactions[test], data.X[test], y, strict=True):
+    for txn, row, label, truth in zip(
+        data.transactions[test], data.X[test], y, scenario, strict=True
+    ):
         features = dict(zip(data.names, row.tolist(), strict=True))
         outcome = assess(txn, features, ruleset, model.full)
         combined.append(outcome.score)
         model_scores.append(outcome.model_score)
-        decisions["fraud" if label else "legit"][outcome.decision] += 1
+        decisions[str(truth)][outcome.decision] += 1
+        if label:
+            decisions["fraud"][outcome.decision] += 1
     scores: dict[str, Vector] = {
         "combined": np.asarray(combined),
         "model": np.asarray(model_scores),
