@@ -11,10 +11,19 @@ account, one or two devices, a handful of usual payees (other customers and
 shared business accounts), a typical amount (log-normal; a tenth of them are
 "affluent" with amounts in the thousands) and a daily rate. They pay mostly
 known payees, sometimes a new one; mostly from their usual device, sometimes
-from a new phone; from home, sometimes from another city on a trip. Honest
-noise that resembles fraud is there on purpose: bill-splitting bursts of small
-payments, occasional large purchases, a VPN that places a customer on another
-continent.
+from a new phone; from home, sometimes from another city on a trip; some of
+them through the API (a budgeting app, the bank's command line: no position,
+sometimes no device id). Honest noise that resembles fraud is there on
+purpose, so that the model has to learn what actually separates the two:
+
+* bill-splitting bursts of small payments, and paying several friends in a
+  row, some of them for the first time;
+* a second (or third) payment to the same payee seconds to two minutes after
+  the first: the tip forgotten, the other half, a corrected amount;
+* a test euro first: a new customer's first payment, the first payment from
+  a new phone;
+* occasional large purchases, a VPN that places a customer on another
+  continent.
 
 Fraud scenarios (label `scenario`, all `fraud=True`):
 
@@ -100,6 +109,10 @@ class _Customer:
     payees: list[str]
     affluent: bool
     joined_day: int  # new customers keep arriving: no history is not suspicious by itself
+    # Share of payments made through the API (a budgeting app, the bank's command
+    # line): a device id at most, never a position. 0 for most customers.
+    api: float = 0.0
+    api_device: bool = True  # whether their API client sends a device id
 
 
 @dataclass(order=True)
@@ -219,6 +232,11 @@ def _population(b: _Builder) -> list[_Customer]:
         c.payees = [customers[f].account for f in friends if f != c.index] + [
             f"b{s:04d}" for s in shops
         ]
+    api = b.rng("population:api")  # its own stream: the draws above stay as they were
+    for c in customers:
+        if api.random() < 0.15:
+            c.api = api.uniform(0.3, 1.0)
+            c.api_device = api.random() < 0.75
     return customers
 
 
@@ -253,6 +271,7 @@ def _amount(rng: random.Random, c: _Customer) -> float:
 
 def _normal_behaviour(b: _Builder, customers: list[_Customer]) -> None:
     rng = b.rng("normal")
+    everyday = _Everyday(b)
     cities = list(CITIES.values())
     far = list(FAR_CITIES.values())
     n = len(customers)
@@ -262,6 +281,8 @@ def _normal_behaviour(b: _Builder, customers: list[_Customer]) -> None:
             if day < c.joined_day:
                 continue
             where = rng.choice(cities) if rng.random() < 0.03 else c.home
+            if day == c.joined_day > 0:
+                everyday.first_payment(c, day_start, where)
             for _ in range(_poisson(rng, c.rate)):
                 at = _daytime_ms(rng, day_start)
                 if rng.random() < 0.12:
@@ -274,8 +295,9 @@ def _normal_behaviour(b: _Builder, customers: list[_Customer]) -> None:
                         c.payees.append(new)
                 payee = c.payees[min(int(rng.expovariate(0.45)), len(c.payees) - 1)]
                 roll = rng.random()
-                if roll < 0.015:
-                    c.devices.append(f"d{c.index:05d}-{len(c.devices)}")  # a new phone
+                new_phone = roll < 0.015
+                if new_phone:
+                    c.devices.append(f"d{c.index:05d}-{len(c.devices)}")
                     device = c.devices[-1]
                 elif roll < 0.12 and len(c.devices) > 1:
                     device = c.devices[1]
@@ -291,19 +313,118 @@ def _normal_behaviour(b: _Builder, customers: list[_Customer]) -> None:
                 if rng.random() < 0.04:  # coffee, parking, a ticket: tiny, to a business
                     payee = f"b{rng.randrange(b.config.businesses):04d}"
                     amount = round(rng.uniform(0.5, 5.0), 2)
-                b.add(at, c, payee, amount, device, channel, geo)
+                how = everyday.how(c, device, channel, geo)
+                if new_phone:
+                    everyday.test_from_new_phone(c, at, how)
+                b.add(at, c, payee, amount, *how)
+                everyday.repeat(c, at, payee, amount, how)
             if rng.random() < 0.004:  # splitting a bill: small payments to friends, quickly
                 at = _daytime_ms(rng, day_start)
+                how = everyday.how(c, c.devices[0], "MOBILE", _jitter(rng, where, 0.01))
                 for k in range(rng.randint(4, 8)):
                     b.add(
                         at + k * rng.randint(20_000, 90_000),
                         c,
                         c.payees[k % len(c.payees)],
                         round(rng.uniform(8, 45), 2),
-                        c.devices[0],
-                        "MOBILE",
-                        _jitter(rng, where, 0.01),
+                        *how,
                     )
+            everyday.friends_in_a_row(c, day_start, where, customers)
+
+
+_How = tuple[str, str, tuple[float, float] | None]  # device, channel, position
+
+
+class _Everyday:
+    """Legitimate habits that share a surface with fraud, so the model cannot
+    learn the surface: quick repeat payments to one payee, paying several
+    friends in a row, a test euro first (a new customer, a new phone), and
+    payments over the API (no position, sometimes no device).
+
+    Its own random stream, so the draws of the rest of normal behaviour are
+    the same with or without it.
+    """
+
+    def __init__(self, b: _Builder) -> None:
+        self.b = b
+        self.rng = b.rng("everyday")
+
+    def how(self, c: _Customer, device: str, channel: str, geo: tuple[float, float] | None) -> _How:
+        """The device, channel and position of a payment, with the customer's API habit."""
+        if c.api and self.rng.random() < c.api:
+            return (device if c.api_device else "", "API", None)
+        return (device, channel, geo)
+
+    def _friends(self, c: _Customer) -> list[str]:
+        return [p for p in c.payees if p.startswith("a")] or c.payees
+
+    def first_payment(self, c: _Customer, day_start: int, where: tuple[float, float]) -> None:
+        """A new customer often starts with a euro to a friend, to see that it arrives."""
+        rng = self.rng
+        if rng.random() >= 0.5:
+            return
+        at = _daytime_ms(rng, day_start)
+        friend = rng.choice(self._friends(c))
+        how = self.how(c, c.devices[0], "MOBILE", _jitter(rng, where, 0.05))
+        self.b.add(at, c, friend, rng.choice((1.0, 1.0, 1.0, 0.5, 2.0, 0.1)), *how)
+        if rng.random() < 0.7:  # then the real amount, a few minutes later
+            later = at + rng.randint(30_000, 15 * 60_000)
+            self.b.add(later, c, friend, _amount(rng, c), *how)
+
+    def test_from_new_phone(self, c: _Customer, at: int, how: _How) -> None:
+        """The first payment from a new phone is often a small one to someone known."""
+        rng = self.rng
+        if rng.random() < 0.5:
+            before = at - rng.randint(20_000, 20 * 60_000)
+            amount = rng.choice((1.0, 1.0, 0.5, 2.0, round(rng.uniform(1.0, 10.0), 2)))
+            self.b.add(before, c, rng.choice(c.payees[:3]), amount, *how)
+
+    def repeat(self, c: _Customer, at: int, payee: str, amount: float, how: _How) -> None:
+        """One payment to a payee, then another within a minute or two: the second half,
+        the tip forgotten, the amount corrected, a second item."""
+        rng = self.rng
+        if rng.random() >= 0.05:
+            return
+        for _ in range(1 if rng.random() < 0.8 else 2):
+            at += rng.randint(4_000, 120_000)
+            again = amount if rng.random() < 0.25 else amount * rng.uniform(0.1, 1.2)
+            self.b.add(at, c, payee, max(1.0, round(again, 2)), *how)
+
+    def friends_in_a_row(
+        self,
+        c: _Customer,
+        day_start: int,
+        where: tuple[float, float],
+        customers: list[_Customer],
+    ) -> None:
+        """Paying two to six friends one after the other (a shared gift, a trip's costs),
+        some of them for the first time."""
+        rng = self.rng
+        if rng.random() >= 0.012:
+            return
+        at = _daytime_ms(rng, day_start)
+        how = self.how(c, c.devices[0], "MOBILE", _jitter(rng, where, 0.01))
+        share = round(rng.uniform(5, 60), 2)
+        friends = self._friends(c)
+        for _ in range(rng.randint(2, 6)):
+            friend = rng.choice(friends)
+            if rng.random() < 0.35:  # a friend paid for the first time
+                friend = customers[rng.randrange(len(customers))].account
+                if friend != c.account and friend not in c.payees:
+                    c.payees.append(friend)
+            if friend == c.account:
+                continue
+            amount = share if rng.random() < 0.6 else round(share * rng.uniform(0.5, 1.5), 2)
+            self.b.add(at, c, friend, amount, *how)
+            at += rng.randint(10_000, 120_000)
+
+
+def _maybe_round(rng: random.Random, amount: float, unit: int, share: float) -> float:
+    """Fraudsters and their victims type round amounts too (EUR 500, 9,500): a round
+    amount must not read as honest."""
+    if rng.random() < share:
+        return float(max(unit, math.floor(amount / unit) * unit))
+    return round(amount, 2)
 
 
 def _incident_times(b: _Builder, purpose: str, per_thousand: int) -> Iterator[tuple[int, int]]:
@@ -366,7 +487,7 @@ def _account_takeover(b: _Builder, customers: list[_Customer]) -> None:
         parts = rng.randint(1, 3)
         for _ in range(parts):
             at += rng.randint(60_000, 20 * 60_000)
-            amount = round(drain / parts * rng.uniform(0.8, 1.2), 2)
+            amount = _maybe_round(rng, drain / parts * rng.uniform(0.8, 1.2), 100, 0.4)
             b.add(at, victim, mule, amount, device, "WEB", geo, "account_takeover")
 
 
@@ -382,7 +503,7 @@ def _mule_rings(b: _Builder, customers: list[_Customer]) -> None:
         received, last = 0.0, at
         for v in victims:
             t = at + rng.randrange(spread_ms)
-            amount = round(rng.uniform(100, 900), 2)
+            amount = _maybe_round(rng, rng.uniform(100, 900), 10, 0.5)
             received += amount
             last = max(last, t)
             b.add(
@@ -426,7 +547,7 @@ def _structuring(b: _Builder, customers: list[_Customer]) -> None:
         ]
         for k in range(rng.randint(3, 6)):
             at += rng.randint(2 * HOUR_MS, 20 * HOUR_MS)
-            amount = round(threshold * rng.uniform(0.9, 0.995), 2)
+            amount = _maybe_round(rng, threshold * rng.uniform(0.9, 0.995), 100, 0.4)
             b.add(
                 at,
                 c,

@@ -103,10 +103,6 @@ async def test_every_stored_decision_replays_to_the_same_outcome(scorer: RiskSco
         assert replay.matches, replay.differences
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the model learned that a quick second payment over the API is card testing",
-)
 async def test_a_second_payment_to_the_same_friend_ten_seconds_later_is_approved(
     scorer: RiskScorer,
 ) -> None:
