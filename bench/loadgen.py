@@ -19,7 +19,8 @@ One measurement, in three steps so every process measures the same window:
    generator itself was short of CPU.
 
 Throughput is completions inside the window over its length; a request still
-in flight when the window closes is not counted.
+in flight when the window closes is not counted, and one still in flight
+``DRAIN`` seconds later is cancelled and counted as an ``UNFINISHED`` error.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ from bench.workloads import HttpError, Workload
 
 # Errors kept verbatim per measurement, to say what went wrong without a log dive.
 _KEPT_ERRORS = 5
+# Seconds a request may run past the window before it counts as stuck.
+DRAIN = 5.0
+UNFINISHED = "UNFINISHED"
 
 
 @dataclass
@@ -299,7 +303,21 @@ async def _measure(job: Job, start: float) -> WorkerResult:
         cpu.append(_cpu_now())
 
     await asyncio.sleep(max(0.0, start - time.monotonic()))
-    await asyncio.gather(clock(), *(client(i) for i in range(job.concurrency)))
+    timer = asyncio.create_task(clock())
+    clients = [asyncio.create_task(client(i)) for i in range(job.concurrency)]
+    await timer
+    # A request still running DRAIN seconds after the window is stuck, not slow:
+    # cancel it and count it, so a stalled service fails the level instead of
+    # holding the run until its deadline.
+    _, stuck = await asyncio.wait(clients, timeout=DRAIN)
+    for task in stuck:
+        task.cancel()
+    await asyncio.gather(*clients, return_exceptions=True)
+    if stuck:
+        errors[UNFINISHED] += len(stuck)
+        samples.append(
+            f"{UNFINISHED}: {len(stuck)} requests still running {DRAIN:g}s after the window"
+        )
     return WorkerResult(
         latencies_us=latencies,
         outcomes=outcomes,

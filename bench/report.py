@@ -163,6 +163,13 @@ def write_json(document: Document, path: Path) -> None:
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
+def _errors(run: Mapping[str, Any]) -> str:
+    codes = run.get("error_codes") or {}
+    if not codes:
+        return str(run["errors"])
+    return f"{run['errors']} ({', '.join(f'{code} {n}' for code, n in codes.items())})"
+
+
 def _level_label(scenario: str, level: str, run: Mapping[str, Any]) -> str:
     if scenario == "pgbench":
         return f"{run.get('clients', level[1:])} clients"
@@ -184,8 +191,8 @@ def markdown(document: Document) -> str:
         "## Throughput and latency",
         "",
         "| scenario | concurrency | req/s | p50 ms | p99 ms | p99.9 ms | errors "
-        "| client CPU (cores) | service CPU (cores) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| client CPU (cores) | service CPU (cores) | machine busy (cores) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for scenario, levels in document["runs"].items():
         for level, run in levels.items():
@@ -193,11 +200,19 @@ def markdown(document: Document) -> str:
                 f"{name} {cores:.2f}" for name, cores in run.get("service_cpu_cores", {}).items()
             )
             client = run.get("loadgen_cpu_cores")
+            busy = run.get("machine_cpu_busy_cores")
             lines.append(
                 f"| {scenario} | {_level_label(scenario, level, run)} | {run['rps']:.0f} "
                 f"| {run['p50_ms']:.2f} | {run['p99_ms']:.2f} | {run['p999_ms']:.2f} "
-                f"| {run['errors']} | {'' if client is None else f'{client:.2f}'} | {services} |"
+                f"| {_errors(run)} | {'' if client is None else f'{client:.2f}'} | {services} "
+                f"| {'' if busy is None else f'{busy:.2f}'} |"
             )
+    lines += [
+        "",
+        "Client CPU is the load generator's processes together; service CPU is each "
+        "service process's; machine busy is every core's non-idle time in the window, "
+        "so it includes PostgreSQL, Redis and anything else running on the machine.",
+    ]
     skipped = document.get("skipped", {})
     if skipped:
         lines += ["", "Not measured:", ""]
