@@ -37,12 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route as StarletteRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mesh import context
@@ -63,7 +60,6 @@ log = logging.getLogger("bankmesh.edge")
 REQUEST_ID_HEADER = "x-request-id"
 # The same rule as the services' request-id interceptor: anything else is replaced.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 HealthProbe = Callable[[str], Awaitable[str]]
 
@@ -117,7 +113,7 @@ def build_edge_app(
     table: RouteTable | None = None,
     health: HealthProbe | None = None,
     keys: KeyRing | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """The edge as an ASGI app. `health(service)` answers /readyz; `keys` too, if given."""
     settings = settings or EdgeSettings()
     table = table or load_routes(bankmesh_services())
@@ -158,42 +154,46 @@ def build_edge_app(
             return await own(request)
         return await gateway.handle(request)
 
-    middleware = [Middleware(RequestIds)]
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        # Every path reaches `dispatch`: a router's own 404/405 would not be a Status.
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise RuntimeError(f"the edge serves HTTP only, not {scope['type']}")
+        response = await dispatch(Request(scope, receive))
+        await response(scope, receive, send)
+
+    outer: ASGIApp = app
     if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=sorted({r.http_method for r in table.routes} | {"GET"}),
-                allow_headers=[
-                    "Authorization",
-                    "Content-Type",
-                    "Idempotency-Key",
-                    "X-Request-Id",
-                    "X-Request-Timeout",
-                    "traceparent",
-                    "tracestate",
-                ],
-                expose_headers=["X-Request-Id", "Retry-After", "WWW-Authenticate"],
-                max_age=600,
-            )
+        outer = CORSMiddleware(
+            outer,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=sorted({r.http_method for r in table.routes} | {"GET"}),
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Request-Id",
+                "X-Request-Timeout",
+                "traceparent",
+                "tracestate",
+            ],
+            expose_headers=["X-Request-Id", "Retry-After", "WWW-Authenticate"],
+            max_age=600,
         )
-    return Starlette(
-        routes=[StarletteRoute("/{path:path}", dispatch, methods=_METHODS)],
-        middleware=middleware,
-        exception_handlers={405: _method_not_allowed},
-    )
+    return RequestIds(outer)
 
 
-async def _method_not_allowed(request: Request, exc: Exception) -> Response:
-    refusal = EdgeError(
-        grpc.StatusCode.UNIMPLEMENTED,
-        "METHOD_NOT_ALLOWED",
-        f"{request.method} is not supported",
-        http_status=405,
-        headers={"Allow": ", ".join(_METHODS)},
-    )
-    return error_response(refusal.reply())
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop inside the app: serve() owns the background work."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def write_ready_file(env: ServiceEnvironment, address: str, url: str) -> None:
