@@ -44,7 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mesh import context
 from mesh.config import ServiceEnvironment
-from mesh.edge.auth import Authenticator, Es256Verifier, KeyRing, grpc_jwks_source
+from mesh.edge.auth import AccessTokenVerifier, Authenticator, KeyRing, grpc_jwks_source
 from mesh.edge.auth import redis_session_check as redis_sessions
 from mesh.edge.errors import EdgeError
 from mesh.edge.gateway import Gateway, error_response, json_response
@@ -131,7 +131,8 @@ def build_edge_app(
             results = await asyncio.gather(*(health(name) for name in names))
             checks.update(zip(names, results, strict=True))
         if keys is not None:
-            checks["jwks"] = f"{len(keys.keys)} keys" if keys.keys else "EMPTY"
+            count = len(keys.jwks.keys)
+            checks["jwks"] = f"{count} keys" if count else "EMPTY"
         down = {k: v for k, v in checks.items() if v != "SERVING" and not v.endswith(" keys")}
         if down:
             refusal = EdgeError(
@@ -246,7 +247,7 @@ async def serve(env: ServiceEnvironment, environ: Mapping[str, str] | None = Non
     app = build_edge_app(
         upstream=GrpcUpstream(client.channel),
         authenticator=Authenticator(
-            keys, Es256Verifier(issuer=settings.issuer, audience=settings.audience), sessions
+            keys, AccessTokenVerifier(issuer=settings.issuer, audience=settings.audience), sessions
         ),
         limiter=RateLimiter(redis_client),
         settings=settings,

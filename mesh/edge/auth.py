@@ -5,51 +5,47 @@ Bearer <jwt>` header into the `EndUser` that the outbound interceptor signs
 for the services (mesh.assertions), or raises a 401 `EdgeError`
 (TOKEN_INVALID / TOKEN_EXPIRED, with `WWW-Authenticate: Bearer`).
 
-The checks are split in ports so the edge does not depend on how identity
-issues tokens:
+Three parts, each a port so tests can stand in for identity:
 
-* `KeyRing` holds the public keys (a JWKS) that verify access tokens. It is
-  filled from identity's `GetJwks` over mTLS when the edge starts and
-  refreshed every `refresh_interval` seconds (sooner while empty), never per
-  token and never from anything a token says: a token's `kid` only *selects*
-  a key already in the ring; `jku`, `x5u`, `jwk`, `x5c` are never read. A
-  failed refresh keeps the previous keys, so a short identity outage does not
-  lock everyone out; a key that identity stops publishing stops verifying at
-  the next refresh.
-* `TokenVerifier` checks one token against the keys (ES256 only, `typ`
-  at+jwt, iss, aud, exp with at most 60 s of skew).
-* `SessionCheck` asks whether the token's session was ended (logout).
-  When Redis cannot say, a read (GET) goes through on the token's own
-  validity (it expires within 15 minutes anyway) and anything that changes
-  state is refused with 503: a logged-out phone must not move money because
-  Redis blinked.
+* `KeyRing` holds the public keys (a `mesh.tokens.Jwks`) that verify access
+  tokens. It is filled from identity's `GetJwks` over mTLS when the edge
+  starts and refreshed every `refresh_interval` seconds (sooner while it is
+  empty), never per token and never from anything a token says: a token's
+  `kid` only *selects* a key already in the ring. A failed refresh, or a key
+  set that does not parse as a whole, keeps the previous keys, so a short
+  identity outage locks nobody out; a key identity stops publishing stops
+  verifying at the next refresh.
+* `TokenVerifier` checks one token against the ring. The default is
+  `mesh.tokens.verify_access_token`, the one verifier every service shares
+  (ES256 only, typ at+jwt, iss, aud, exp, at most 60 s of skew).
+* `SessionCheck` asks whether the token's session was ended (logout): the key
+  `mesh.tokens.revoked_sid_key(sid)` in Redis. When Redis cannot say, a read
+  (GET) goes through on the token's own validity (it expires within 15
+  minutes anyway) and anything that changes state is refused with 503
+  DEPENDENCY_UNAVAILABLE: a logged-out phone must not move money because
+  Redis blinked, and a healthy session must not be told to sign in again.
+  (`mesh.tokens.session_revoked` folds "unknown" into its boolean, which
+  would turn that 503 into a 401, so the edge asks Redis itself.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
+import grpc.aio
 
+from mesh import tokens
 from mesh.context import EndUser
 from mesh.edge.errors import EdgeError, unauthenticated
 
 log = logging.getLogger("bankmesh.edge.auth")
 
-ALGORITHM = "ES256"
-ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a JOSE typ value (RFC 9068), not a secret
-MAX_CLOCK_SKEW_SECONDS = 60
-MAX_TOKEN_CHARS = 8192
-DEFAULT_ISSUER = "https://identity.bankmesh.local"
-DEFAULT_AUDIENCE = "https://api.bankmesh.local"
+Jwk = Mapping[str, Any]
 
 
 class TokenRefused(Exception):
@@ -69,11 +65,8 @@ class VerifiedToken:
     expires_at: int
 
 
-Jwk = Mapping[str, Any]
-
-
 class TokenVerifier(Protocol):
-    def __call__(self, token: str, keys: Sequence[Jwk]) -> VerifiedToken:
+    def __call__(self, token: str, keys: tokens.Jwks) -> VerifiedToken:
         """The token's claims if valid for us under `keys`; TokenRefused otherwise."""
         ...
 
@@ -107,20 +100,20 @@ class KeyRing:
         self._source = source
         self._refresh_interval = refresh_interval
         self._retry_interval = retry_interval
-        self.keys: tuple[Jwk, ...] = ()
+        self.jwks = tokens.Jwks({})
         self.last_error = ""
 
     async def refresh(self) -> bool:
         """Fetch the keys once; keep the old ones if that fails. True on success."""
         try:
-            keys = tuple(await self._source())
+            jwks = tokens.Jwks.from_dicts(await self._source())
         except Exception as exc:  # any failure of the source keeps the keys we have
             self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("JWKS refresh failed, keeping %d keys: %s", len(self.keys), exc)
+            log.warning("JWKS refresh failed, keeping %d keys: %s", len(self.jwks.keys), exc)
             return False
-        if {k.get("kid") for k in keys} != {k.get("kid") for k in self.keys}:
-            log.info("JWKS now has key ids %s", sorted(str(k.get("kid")) for k in keys))
-        self.keys, self.last_error = keys, ""
+        if jwks.kids != self.jwks.kids:
+            log.info("JWKS now has key ids %s", sorted(jwks.kids))
+        self.jwks, self.last_error = jwks, ""
         return True
 
     async def run(self) -> None:
@@ -128,7 +121,7 @@ class KeyRing:
         while True:
             ok = await self.refresh()
             await asyncio.sleep(
-                self._refresh_interval if ok and self.keys else self._retry_interval
+                self._refresh_interval if ok and self.jwks.keys else self._retry_interval
             )
 
 
@@ -150,93 +143,37 @@ def grpc_jwks_source(channel: Callable[[], grpc.aio.Channel]) -> JwksSource:
     return fetch
 
 
-class Es256Verifier:
-    """A strict ES256 access-token check against a local JWKS (RFC 8725, RFC 9068)."""
+class AccessTokenVerifier:
+    """`mesh.tokens.verify_access_token` for one issuer and audience."""
 
     def __init__(
-        self,
-        *,
-        issuer: str = DEFAULT_ISSUER,
-        audience: str = DEFAULT_AUDIENCE,
-        leeway: int = 30,
+        self, *, issuer: str = tokens.DEFAULT_ISSUER, audience: str = tokens.DEFAULT_AUDIENCE
     ) -> None:
-        if not 0 <= leeway <= MAX_CLOCK_SKEW_SECONDS:
-            raise ValueError(f"clock skew must be at most {MAX_CLOCK_SKEW_SECONDS} seconds")
         self._issuer = issuer
         self._audience = audience
-        self._leeway = leeway
 
-    def __call__(self, token: str, keys: Sequence[Jwk]) -> VerifiedToken:
-        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
-            raise TokenRefused("TOKEN_INVALID", "not a compact JWS")
+    def __call__(self, token: str, keys: tokens.Jwks) -> VerifiedToken:
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise TokenRefused("TOKEN_INVALID", f"unreadable header: {exc}") from exc
-        if header.get("alg") != ALGORITHM:
-            raise TokenRefused("TOKEN_INVALID", f"alg must be {ALGORITHM}")
-        if str(header.get("typ", "")).lower() not in (ACCESS_TOKEN_TYPE, "application/at+jwt"):
-            raise TokenRefused("TOKEN_INVALID", f"typ must be {ACCESS_TOKEN_TYPE}")
-        if "crit" in header:
-            raise TokenRefused("TOKEN_INVALID", "crit headers are not understood")
-        key = _select_key(keys, header.get("kid"))
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                issuer=self._issuer,
-                audience=self._audience,
-                leeway=self._leeway,
-                options={"require": ["iss", "aud", "sub", "iat", "exp", "jti", "sid"]},
+            claims = tokens.verify_access_token(
+                token, keys, issuer=self._issuer, audience=self._audience
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise TokenRefused("TOKEN_EXPIRED", "the access token has expired") from exc
-        except jwt.PyJWTError as exc:
-            raise TokenRefused("TOKEN_INVALID", str(exc)) from exc
-        roles = claims.get("roles", [])
-        cid = claims.get("cid", "")
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise TokenRefused("TOKEN_INVALID", "roles must be a list of names")
-        if not isinstance(cid, str) or not isinstance(claims["sub"], str) or not claims["sub"]:
-            raise TokenRefused("TOKEN_INVALID", "sub and cid must be strings")
+        except tokens.TokenRejected as exc:
+            raise TokenRefused(exc.reason.value, exc.detail) from None
         return VerifiedToken(
-            user=EndUser(claims["sub"], cid, frozenset(roles)),
-            session_id=str(claims["sid"]),
-            token_id=str(claims["jti"]),
-            expires_at=int(claims["exp"]),
+            user=claims.end_user(),
+            session_id=claims.session_id,
+            token_id=claims.token_id,
+            expires_at=claims.expires_at,
         )
 
 
-def _select_key(keys: Sequence[Jwk], kid: object) -> ec.EllipticCurvePublicKey:
-    if not isinstance(kid, str) or not kid:
-        raise TokenRefused("TOKEN_INVALID", "the token names no key (kid)")
-    for jwk in keys:
-        if jwk.get("kid") == kid:
-            if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
-                break
-            try:
-                key = ECAlgorithm.from_jwk(
-                    {"kty": "EC", "crv": "P-256", "x": jwk.get("x"), "y": jwk.get("y")}
-                )
-            except (jwt.InvalidKeyError, ValueError, TypeError):
-                break
-            if isinstance(key, ec.EllipticCurvePublicKey):
-                return key
-            break
-    raise TokenRefused("TOKEN_INVALID", "unknown key id")
-
-
-REVOKED_SESSION_PREFIX = "bankmesh:identity:revoked-sid:"
-
-
 def redis_session_check(redis_client: Any, *, timeout: float = 0.25) -> SessionCheck:
-    """Logout marks `bankmesh:identity:revoked-sid:<sid>` in Redis; this asks for it."""
+    """Asks Redis for identity's revocation mark of the session."""
 
     async def revoked(session_id: str) -> bool:
         try:
             async with asyncio.timeout(timeout):
-                return bool(await redis_client.exists(REVOKED_SESSION_PREFIX + session_id))
+                return bool(await redis_client.exists(tokens.revoked_sid_key(session_id)))
         except Exception as exc:  # Redis down, slow or refusing: the caller decides
             log.warning("revocation list unreachable: %s", type(exc).__name__)
             raise SessionUnknown from exc
@@ -245,7 +182,7 @@ def redis_session_check(redis_client: Any, *, timeout: float = 0.25) -> SessionC
 
 
 class Authenticator:
-    """Bearer header -> EndUser, or a 401/503 EdgeError."""
+    """Bearer header -> VerifiedToken, or a 401/503 EdgeError."""
 
     def __init__(self, keys: KeyRing, verify: TokenVerifier, sessions: SessionCheck) -> None:
         self._keys = keys
@@ -255,7 +192,7 @@ class Authenticator:
     async def authenticate(self, authorization: str | None, *, mutating: bool) -> VerifiedToken:
         token = bearer_token(authorization)
         try:
-            verified = self._verify(token, self._keys.keys)
+            verified = self._verify(token, self._keys.jwks)
         except TokenRefused as exc:
             log.info("access token refused: %s", exc.detail)
             raise unauthenticated(exc.reason, _client_message(exc.reason)) from None
@@ -292,16 +229,3 @@ def _client_message(reason: str) -> str:
     if reason == "TOKEN_EXPIRED":
         return "the access token has expired; refresh it"
     return "the access token is not valid"
-
-
-@contextlib.asynccontextmanager
-async def running(keys: KeyRing) -> Any:
-    """Fetch the keys once, then keep them fresh until the block ends."""
-    await keys.refresh()
-    task = asyncio.create_task(keys.run())
-    try:
-        yield keys
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh.edge.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 from mesh.edge.ratelimit import DEFAULT_RULES, Rule, rules_from_env
+from mesh.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 
 
 class Auth(enum.StrEnum):

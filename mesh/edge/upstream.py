@@ -21,13 +21,14 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from mesh import tokens
 from mesh.edge.errors import status_from_rpc_error
 from mesh.edge.routes import Route
 from mesh.edge.transcode import message_class
 from mesh.errors import WireError
 
 # The client's address as the edge saw it, for identity's security events.
-CLIENT_IP_HEADER = "x-bankmesh-client-ip"
+CLIENT_IP_HEADER = tokens.CLIENT_IP_HEADER
 
 
 class UpstreamError(Exception):

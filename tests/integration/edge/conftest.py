@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mesh.client import MeshClient
 from mesh.config import ServiceEnvironment
 from mesh.edge.app import build_edge_app
-from mesh.edge.auth import Authenticator, Es256Verifier, KeyRing, redis_session_check
+from mesh.edge.auth import AccessTokenVerifier, Authenticator, KeyRing, redis_session_check
 from mesh.edge.ratelimit import RateLimiter
 from mesh.edge.server import public_tls_context, serving
 from mesh.edge.settings import EdgeSettings
@@ -159,7 +159,7 @@ async def edge_mesh(
 
     app = build_edge_app(
         upstream=GrpcUpstream(edge_client.channel),
-        authenticator=Authenticator(keys, Es256Verifier(), redis_session_check(edge_redis)),
+        authenticator=Authenticator(keys, AccessTokenVerifier(), redis_session_check(edge_redis)),
         limiter=RateLimiter(edge_redis, key_prefix=f"{prefix}rate:"),
         settings=settings,
         health=probe,

@@ -19,7 +19,7 @@ from mesh import assertions, pki
 from mesh.client import MeshClient
 from mesh.context import EndUser
 from mesh.edge.app import build_edge_app
-from mesh.edge.auth import Authenticator, Es256Verifier, KeyRing
+from mesh.edge.auth import AccessTokenVerifier, Authenticator, KeyRing
 from mesh.edge.ratelimit import RateLimiter
 from mesh.edge.upstream import GrpcUpstream
 from mesh.tls import server_credentials
@@ -85,7 +85,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
 
     app = build_edge_app(
         upstream=GrpcUpstream(client.channel),
-        authenticator=Authenticator(keys, Es256Verifier(), never_revoked),
+        authenticator=Authenticator(keys, AccessTokenVerifier(), never_revoked),
         limiter=RateLimiter(None),
     )
     async with httpx.AsyncClient(

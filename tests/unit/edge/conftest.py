@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from mesh import context
 from mesh.context import EndUser
 from mesh.edge.app import build_edge_app
-from mesh.edge.auth import Authenticator, Es256Verifier, KeyRing, SessionUnknown
+from mesh.edge.auth import AccessTokenVerifier, Authenticator, KeyRing, SessionUnknown
 from mesh.edge.ratelimit import RateLimiter
 from mesh.edge.routes import Route
 from mesh.edge.settings import EdgeSettings
@@ -109,7 +109,7 @@ async def make_edge(settings: EdgeSettings | None = None) -> tuple[Edge, Any]:
 
     app = build_edge_app(
         upstream=upstream,
-        authenticator=Authenticator(keys, Es256Verifier(), sessions),
+        authenticator=Authenticator(keys, AccessTokenVerifier(), sessions),
         limiter=RateLimiter(None),
         settings=settings,
         health=probe,

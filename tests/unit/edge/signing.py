@@ -11,7 +11,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from mesh.edge.auth import DEFAULT_AUDIENCE, DEFAULT_ISSUER, Jwk
+from mesh.edge.auth import Jwk
+from mesh.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER
 
 
 class TokenIssuer:

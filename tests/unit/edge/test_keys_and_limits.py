@@ -9,6 +9,9 @@ import pytest
 
 from mesh.edge.auth import Jwk, KeyRing
 from mesh.edge.ratelimit import Limit, LocalLimiter, RateLimiter, rules_from_env
+from tests.unit.edge.signing import TokenIssuer
+
+K1, K2 = TokenIssuer("k1").jwk(), TokenIssuer("k2").jwk()
 
 
 class Source:
@@ -27,31 +30,39 @@ class Source:
 async def test_a_failed_refresh_keeps_the_keys_and_a_new_set_replaces_them() -> None:
     """An identity outage does not empty the ring; a retired kid is gone after the next refresh."""
     source = Source()
-    source.answers = [
-        [{"kid": "k1"}, {"kid": "k2"}],
-        ConnectionError("identity down"),
-        [{"kid": "k2"}],
-    ]
+    source.answers = [[K1, K2], ConnectionError("identity down"), [K2]]
     ring = KeyRing(source)
     assert await ring.refresh()
     assert not await ring.refresh()
-    assert [k["kid"] for k in ring.keys] == ["k1", "k2"]
+    assert ring.jwks.kids == {"k1", "k2"}
     assert "identity down" in ring.last_error
     assert await ring.refresh()
-    assert [k["kid"] for k in ring.keys] == ["k2"]
+    assert ring.jwks.kids == {"k2"}
+
+
+async def test_a_key_set_that_does_not_parse_is_not_taken() -> None:
+    """A JWKS with a private part, a foreign curve or a bad kid keeps the previous set."""
+    source = Source()
+    ring = KeyRing(source)
+    source.answers = [[K1]]
+    assert await ring.refresh()
+    for bad in ({**K2, "d": "secret"}, {**K2, "crv": "P-384"}, {**K2, "kid": "../x"}):
+        source.answers = [[bad]]
+        assert not await ring.refresh()
+        assert ring.jwks.kids == {"k1"}
 
 
 async def test_the_ring_refreshes_periodically_not_per_token() -> None:
     """run() asks the source again every interval (quickly while it has no keys)."""
     source = Source()
-    source.answers = [ConnectionError("not yet"), [{"kid": "k1"}]]
+    source.answers = [ConnectionError("not yet"), [K1]]
     ring = KeyRing(source, refresh_interval=0.05, retry_interval=0.01)
     task = asyncio.create_task(ring.run())
     await asyncio.sleep(0.2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert ring.keys == ({"kid": "k1"},)
+    assert ring.jwks.kids == {"k1"}
     assert 3 <= source.calls <= 8
 
 
