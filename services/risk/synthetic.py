@@ -281,7 +281,7 @@ def _normal_behaviour(b: _Builder, customers: list[_Customer]) -> None:
             if day < c.joined_day:
                 continue
             where = rng.choice(cities) if rng.random() < 0.03 else c.home
-            if day == c.joined_day > 0:
+            if day == c.joined_day and day > 0:  # joined today, after the stream began
                 everyday.first_payment(c, day_start, where)
             for _ in range(_poisson(rng, c.rate)):
                 at = _daytime_ms(rng, day_start)
@@ -295,7 +295,7 @@ def _normal_behaviour(b: _Builder, customers: list[_Customer]) -> None:
                         c.payees.append(new)
                 payee = c.payees[min(int(rng.expovariate(0.45)), len(c.payees) - 1)]
                 roll = rng.random()
-                new_phone = roll < 0.015
+                new_phone = roll < 0.015  # a new phone, used from now on
                 if new_phone:
                     c.devices.append(f"d{c.index:05d}-{len(c.devices)}")
                     device = c.devices[-1]
