@@ -82,6 +82,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds measured per level")
     parser.add_argument("--accounts", type=int, help="accounts to open and fund")
     parser.add_argument(
+        "--levels", help="comma-separated concurrency levels (default: the profile's)"
+    )
+    parser.add_argument(
         "--replicas",
         action="append",
         default=[],
@@ -103,6 +106,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.scenarios = chosen
     if args.clients < 1:
         parser.error("--clients must be at least 1")
+    if args.levels is not None:
+        try:
+            args.levels = tuple(int(level) for level in args.levels.split(","))
+        except ValueError:
+            parser.error("--levels takes whole numbers, like 1,16,64")
+        if not args.levels or min(args.levels) < 1:
+            parser.error("--levels must be at least 1")
     return args
 
 
@@ -113,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         document = json.loads((args.out / "latest.json").read_text())
     else:
         profile = PROFILES[args.profile].with_overrides(
-            duration=args.duration, accounts=args.accounts
+            duration=args.duration, accounts=args.accounts, levels=args.levels
         )
         try:
             document = run(profile, args)

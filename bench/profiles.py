@@ -24,12 +24,17 @@ class Profile:
     pgbench_clients: tuple[int, ...]
 
     def with_overrides(
-        self, *, duration: float | None = None, accounts: int | None = None
+        self,
+        *,
+        duration: float | None = None,
+        accounts: int | None = None,
+        levels: tuple[int, ...] | None = None,
     ) -> Profile:
         return replace(
             self,
             duration=self.duration if duration is None else duration,
             accounts=self.accounts if accounts is None else accounts,
+            levels=self.levels if levels is None else levels,
         )
 
 
