@@ -7,11 +7,14 @@ registered and the interceptors installed in this order (outermost first):
 1. RequestIdInterceptor     x-request-id in, echoed back, in every log line
 2. TracingInterceptor       a SERVER span continuing the caller's trace
 3. AccessLogInterceptor     one JSON line per call, with its final code
-4. AuthenticationInterceptor  calling service from its mTLS certificate,
+4. LoadSheddingInterceptor  past a share of the in-flight limit, refuse by
+                            priority (listings first, money movement last)
+5. AuthenticationInterceptor  calling service from its mTLS certificate,
                               end user from its signed assertion
-5. AuthorizationInterceptor default-deny policy (mesh/policy.toml)
-6. DeadlineInterceptor      a default deadline; remaining time for outbound calls
-7. ErrorMappingInterceptor  domain errors -> google.rpc.Status; others INTERNAL
+6. AuthorizationInterceptor default-deny policy (mesh/policy.toml)
+7. DeadlineInterceptor      a default deadline; remaining time for outbound calls
+8. MalformedRequestInterceptor  undecodable bytes -> INVALID_ARGUMENT
+9. ErrorMappingInterceptor  domain errors -> google.rpc.Status; others INTERNAL
 
 Authentication and authorization need mutual TLS (`ServerSecurity`). Without
 it the server listens in plaintext with no access control: only for
@@ -23,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -35,10 +39,11 @@ from mesh.errors import ErrorTranslator
 from mesh.interceptors.access_log import AccessLogInterceptor
 from mesh.interceptors.authn import AuthenticationInterceptor, PeerReader
 from mesh.interceptors.authz import AuthorizationInterceptor
-from mesh.interceptors.base import ServerInterceptor
 from mesh.interceptors.deadline import DeadlineInterceptor
 from mesh.interceptors.errors import ErrorMappingInterceptor
+from mesh.interceptors.malformed import MalformedRequestInterceptor
 from mesh.interceptors.request_id import RequestIdInterceptor
+from mesh.interceptors.shedding import LoadSheddingInterceptor, limit_from_env
 from mesh.interceptors.tracing import TracingInterceptor
 from mesh.policy import Policy
 
@@ -85,6 +90,7 @@ def build_server(
     security: ServerSecurity | None = None,
     service: str = "",
     tracer_provider: trace.TracerProvider | None = None,
+    max_in_flight: int | None = None,
 ) -> tuple[grpc.aio.Server, int, HealthReporter]:
     """A server with our interceptors, health and reflection, bound to `address`.
 
@@ -92,17 +98,22 @@ def build_server(
     the first gRPC service name ("bankmesh.risk.v1.RiskService" -> "risk").
     """
     service = service or service_names[0].split(".")[1]
-    interceptors: list[ServerInterceptor] = [
+    interceptors: list[Any] = [
         RequestIdInterceptor(),
         TracingInterceptor(service, tracer_provider),
         AccessLogInterceptor(service),
+        LoadSheddingInterceptor(max_in_flight or limit_from_env()),
     ]
     if security is not None:
         interceptors += [
             AuthenticationInterceptor(security.spiffe_id, security.read_peer),
             AuthorizationInterceptor(security.policy),
         ]
-    interceptors += [DeadlineInterceptor(), ErrorMappingInterceptor(translate_errors)]
+    interceptors += [
+        DeadlineInterceptor(),
+        MalformedRequestInterceptor(),
+        ErrorMappingInterceptor(translate_errors),
+    ]
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[

@@ -12,7 +12,7 @@ hooks a concern can implement:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -117,19 +117,19 @@ class ServerInterceptor(_ServerInterceptor):
         return handler  # stream-unary: no bankmesh method has that shape
 
 
-async def abort(call: Call, error: WireError) -> None:
+async def abort(call: Call, error: WireError, *, trailers: Sequence[tuple[str, str]] = ()) -> None:
     """End the call with `error` as a google.rpc.Status (raises grpc.aio.AbortError).
 
-    Aborting replaces the trailing metadata, so the request id is added back.
+    Aborting replaces the trailing metadata, so the request id is added back,
+    with any `trailers` the caller should see (e.g. retry-after).
     """
     status = rpc_status.to_status(error.to_status())
+    extra = list(trailers)
     request_id = context.request_id.get()
     if request_id:
-        status = _Status(
-            status.code,
-            status.details,
-            (*status.trailing_metadata, ("x-request-id", request_id)),
-        )
+        extra.append(("x-request-id", request_id))
+    if extra:
+        status = _Status(status.code, status.details, (*status.trailing_metadata, *extra))
     await call.context.abort_with_status(status)  # type: ignore[attr-defined] # not in stubs
 
 

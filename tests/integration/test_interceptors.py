@@ -6,6 +6,7 @@ A small test service (`/bankmesh.test.Probe/...`) is registered through
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -162,3 +163,48 @@ async def test_each_call_writes_one_json_access_log_line(
         "req-9",
     )
     assert line["ms"] >= 0
+
+
+async def test_a_saturated_server_sheds_listings_but_still_takes_payments() -> None:
+    """With one slot of two busy, a listing gets RESOURCE_EXHAUSTED + retry-after; a payment runs."""
+    release = asyncio.Event()
+
+    async def slow(request: bytes, context: Any) -> bytes:
+        await release.wait()
+        return b"slow"
+
+    async def quick(request: bytes, context: Any) -> bytes:
+        return b"quick"
+
+    def register_busy(server: grpc.aio.Server) -> None:
+        handlers = {
+            "Hold": grpc.unary_unary_rpc_method_handler(slow),
+            "ListStatements": grpc.unary_unary_rpc_method_handler(quick),
+            "CreatePayment": grpc.unary_unary_rpc_method_handler(quick),
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("bankmesh.test.Probe", handlers),)
+        )
+
+    server, port, _ = build_server(
+        service="probe",
+        register=register_busy,
+        service_names=["bankmesh.test.Probe"],
+        translate_errors=translate,
+        max_in_flight=2,
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            busy = asyncio.ensure_future(method(channel, "Hold")(b"", timeout=5))
+            await asyncio.sleep(0.2)
+            with pytest.raises(grpc.aio.AioRpcError) as shed:
+                await method(channel, "ListStatements")(b"", timeout=5)
+            assert await method(channel, "CreatePayment")(b"", timeout=5) == b"quick"
+            release.set()
+            assert await busy == b"slow"
+    finally:
+        await server.stop(grace=None)
+    assert shed.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    trailers: Any = shed.value.trailing_metadata()
+    assert ("retry-after", "1") in tuple(trailers)
