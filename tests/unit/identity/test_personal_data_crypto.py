@@ -1,4 +1,4 @@
-"""Personal data at rest: the AES-256-GCM envelope, its binding to a row, keys and the blind index."""
+"""Personal data at rest: the AES-256-GCM envelope, its row binding, keys and the blind index."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def test_the_vault_seals_and_opens_a_customer_bound_to_its_id() -> None:
 
 
 def test_the_email_index_is_a_keyed_hmac_of_the_normalised_address() -> None:
-    """Same address (any case, spaces) -> same index; another key -> another; never plain SHA-256."""
+    """Same address (any case, spaces): same index; another key: another; never plain SHA-256."""
     vault = AesGcmVault(keyring())
     index = vault.email_index(canonical_email("  Alice@Example.COM "))
     assert index == vault.email_index("alice@example.com")
