@@ -238,6 +238,7 @@ def markdown(document: Document) -> str:
         lines += ["", "## Payment outcomes", ""]
         for level, run in payment.items():
             mix = ", ".join(f"{k} {v}" for k, v in run.get("outcomes", {}).items())
+            mix = mix or "no payment completed"
             reasons = ", ".join(f"{k} {v}" for k, v in run.get("tags", {}).items())
             lines.append(f"- {level}: {mix}" + (f" (risk reasons: {reasons})" if reasons else ""))
     lines.append("")
@@ -276,6 +277,20 @@ def chart(document: Document, path: Path) -> bool:
             for slot, (level, run) in enumerate(runs[scenario].items()):
                 value = float(run[key])
                 offset = x - 0.4 + width * (slot + 0.5)
+                if not run.get("completed", 1):
+                    # Nothing completed: no bar on a log scale, so say so where it would be.
+                    axis.annotate(
+                        "none\ncompleted",
+                        (offset, 0),
+                        xycoords=("data", "axes fraction"),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                        color="#b00020",
+                        xytext=(0, 4),
+                        textcoords="offset points",
+                    )
+                    continue
                 axis.bar(offset, value, width * 0.92, color=colors[slot % len(colors)])
                 text = f"{value:.0f}" if value >= 10 else f"{value:.1f}"
                 axis.annotate(
@@ -301,13 +316,22 @@ def chart(document: Document, path: Path) -> bool:
         axis.set_yscale("log")
         axis.set_ylabel(ylabel)
         axis.grid(axis="y", which="major", alpha=0.3)
-        axis.margins(y=0.15)
+        bottom_limit, top_limit = axis.get_ylim()
+        # Headroom above the tallest bar for its label and the legend.
+        axis.set_ylim(bottom_limit, top_limit * 6)
     levels = next((list(v) for k, v in runs.items() if k != "pgbench"), [])
     handles = [
         patches.Patch(color=colors[i % len(colors)], label=f"concurrency {lvl[1:]}")
         for i, lvl in enumerate(levels)
     ]
-    top.legend(handles=handles, loc="upper right", fontsize=8, title="pgbench: clients as noted")
+    top.legend(
+        handles=handles,
+        loc="upper left",
+        ncol=len(handles),
+        fontsize=8,
+        title="pgbench: clients as noted under its bars",
+        title_fontsize=8,
+    )
     bottom.set_xticks(range(len(scenarios)))
     bottom.set_xticklabels(scenarios)
     skipped = document.get("skipped", {})
