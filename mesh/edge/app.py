@@ -130,10 +130,12 @@ def build_edge_app(
             names = list(settings.upstreams)
             results = await asyncio.gather(*(health(name) for name in names))
             checks.update(zip(names, results, strict=True))
+        down = {k: v for k, v in checks.items() if v != "SERVING"}
         if keys is not None:
             count = len(keys.jwks.keys)
             checks["jwks"] = f"{count} keys" if count else "EMPTY"
-        down = {k: v for k, v in checks.items() if v != "SERVING" and not v.endswith(" keys")}
+            if not count:
+                down["jwks"] = "EMPTY"  # no token could be verified
         if down:
             refusal = EdgeError(
                 grpc.StatusCode.UNAVAILABLE,

@@ -96,10 +96,13 @@ class Edge:
         return self.bearer(self.issuer.customer(customer_id))
 
 
-async def make_edge(settings: EdgeSettings | None = None) -> tuple[Edge, Any]:
+async def make_edge(
+    settings: EdgeSettings | None = None, *, empty_keys: bool = False
+) -> tuple[Edge, Any]:
     issuer = TokenIssuer()
     keys = KeyRing(issuer.jwks)
-    await keys.refresh()
+    if not empty_keys:
+        await keys.refresh()
     upstream = FakeUpstream()
     sessions = Sessions()
     health = {"account": "SERVING", "payment": "SERVING", "identity": "SERVING"}

@@ -430,3 +430,12 @@ async def test_the_openapi_document_is_served(edge: Edge) -> None:
         document["paths"]["/v1/accounts/{account_id}:freeze"]["post"]["operationId"]
         == "FreezeAccount"
     )
+
+
+async def test_readyz_is_503_while_no_token_keys_are_loaded() -> None:
+    """Before identity's keys arrive, no token can be checked, so the edge is not ready."""
+    edge, _ = await make_edge(empty_keys=True)
+    async with edge.client:
+        response = await edge.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["details"][0]["metadata"]["jwks"] == "EMPTY"
