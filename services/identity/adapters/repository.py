@@ -44,7 +44,7 @@ class IdentityRepository:
 
     # -- users ------------------------------------------------------------------------------
 
-    async def add_user(self, user: User, email_index: bytes) -> bool:
+    async def add_user(self, user: User, email_index: bytes, by: str) -> bool:
         stmt = (
             pg_insert(t.users)
             .values(
@@ -61,7 +61,7 @@ class IdentityRepository:
         if (await self._conn.execute(stmt)).first() is None:
             return False
         for role in user.roles:
-            await self.add_role(user.id, role, user.created_at, "signup")
+            await self.add_role(user.id, role, user.created_at, by)
         return True
 
     async def user_by_email_index(self, email_index: bytes) -> User | None:

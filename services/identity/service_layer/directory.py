@@ -90,7 +90,8 @@ class Directory:
         user = User(uuid.uuid4(), frozenset({Role.CUSTOMER}), password_hash, now, customer.id)
         async with self._uow() as uow:
             await uow.identity.add_customer(customer.id, self._vault.seal(customer.id, data), now)
-            if not await uow.identity.add_user(user, self._vault.email_index(data.email)):
+            index = self._vault.email_index(data.email)
+            if not await uow.identity.add_user(user, index, caller.actor):
                 raise UserAlreadyExists("a user already signs in with this email", field="email")
             await uow.identity.record(
                 SecurityEvent(
@@ -122,7 +123,7 @@ class Directory:
         now = self._clock.now()
         user = User(uuid.uuid4(), staff_roles, password_hash, now)
         async with self._uow() as uow:
-            if not await uow.identity.add_user(user, self._vault.email_index(normalized)):
+            if not await uow.identity.add_user(user, self._vault.email_index(normalized), actor):
                 raise UserAlreadyExists("a user already signs in with this email", field="email")
             await uow.identity.record(
                 SecurityEvent(

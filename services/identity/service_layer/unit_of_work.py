@@ -37,8 +37,8 @@ class WriteConflict(StorageError):
 
 class IdentityRepository(Protocol):
     # -- users --
-    async def add_user(self, user: User, email_index: bytes) -> bool:
-        """Insert with its roles unless the email index is taken; True when inserted."""
+    async def add_user(self, user: User, email_index: bytes, by: str) -> bool:
+        """Insert with its roles (granted by `by`) unless the email index is taken; True if so."""
         ...
 
     async def user_by_email_index(self, email_index: bytes) -> User | None: ...
