@@ -93,7 +93,7 @@ ACTOR = "operator:cli"
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -120,7 +120,9 @@ def rotate(
     directory = KeyDirectory(key_dir)
     now = datetime.now(UTC)
     try:
-        directory.initialize(now)
+        if directory.initialize(now):
+            typer.echo(f"created the first signing key in {key_dir}; it signs from now on")
+            return
         kid = directory.rotate(now, overlap_seconds, activate_after_seconds)
     except (UnsafeKeyMaterial, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
@@ -148,7 +150,9 @@ def list_keys(
 ) -> None:
     """Signing keys and their state; data keys, with ciphertext counts given a database."""
     now = datetime.now(UTC)
-    signing = Table("kid", "state", "signs from", "verifies until", title="signing keys")
+    signing = Table(
+        "kid", "state", "signs from (UTC)", "verifies until (UTC)", title="signing keys"
+    )
     try:
         states = KeyDirectory(key_dir).states(now)
     except (UnsafeKeyMaterial, OSError, ValueError) as exc:
@@ -187,7 +191,9 @@ async def _usage(database_url: str) -> dict[int, int]:
 def rotate_data(data_keys: DataKeys = DEFAULT_DATA_KEYS) -> None:
     """Add a data key; new personal data is encrypted with it, old data still decrypts."""
     try:
-        create_file_keyring(data_keys)
+        if create_file_keyring(data_keys):
+            typer.echo(f"created data key 1 and the blind-index key in {data_keys}")
+            return
         key_id = add_data_key(data_keys)
     except (UnsafeKeyMaterial, OSError) as exc:
         raise _fail(str(exc)) from exc
@@ -280,3 +286,7 @@ async def _add_staff(
     finally:
         await engine.dispose()
     return str(user.id)
+
+
+if __name__ == "__main__":
+    app()

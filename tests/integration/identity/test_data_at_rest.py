@@ -275,24 +275,25 @@ async def test_the_cli_rotates_and_rewraps_data_keys(
         runner.invoke, cli, ["keys", "rotate-data", "--data-keys", str(data_keys)]
     )
     assert created.exit_code == 0, created.output
-    assert "data key 2 now encrypts" in created.output
+    assert "created data key 1" in created.output
     keyring = ReloadingKeyring(lambda: load_file_keyring(data_keys, insecure_dev=False), 0)
     config = IdentityConfig(key_dir=tmp_path / "unused", data_key_dir=data_keys)
     identity = assemble(
         engine, identity_redis, keys, keyring, config, passwords=fast_passwords, clock=clock
     )
     await sign_up(identity)
-    await asyncio.to_thread(
+    rotated = await asyncio.to_thread(
         runner.invoke, cli, ["keys", "rotate-data", "--data-keys", str(data_keys)]
     )
+    assert "data key 2 now encrypts" in rotated.output
     rewrap = await asyncio.to_thread(
         runner.invoke,
         cli,
         ["keys", "rewrap-data", "--data-keys", str(data_keys), "--database-url", url],
     )
     assert rewrap.exit_code == 0, rewrap.output
-    assert "re-encrypted 1 customers under data key 3" in rewrap.output
-    assert "data key 3: 4 ciphertexts" in rewrap.output
+    assert "re-encrypted 1 customers under data key 2" in rewrap.output
+    assert "data key 2: 4 ciphertexts" in rewrap.output
     listed = await asyncio.to_thread(
         runner.invoke,
         cli,
