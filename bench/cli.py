@@ -162,6 +162,8 @@ def run(profile: Profile, args: argparse.Namespace) -> dict[str, Any]:
     rss: dict[str, int] = {}
     data_dir = scratch_data_dir()
     mesh = RunningMesh(data_dir, backends, replicas=args.replicas, keep_data_dir=args.keep_data_dir)
+    if args.keep_data_dir:
+        console.print(f"the mesh's data directory: {data_dir} (pids in run/*.ready.json)")
     with console.status("starting the mesh (bankmesh up) and the echo server"):
         mesh.__enter__()
     try:
