@@ -88,7 +88,9 @@ def identity_database_url(databases: DatabaseFactory) -> str:
 
 @pytest.fixture(scope="session")
 async def identity_engine(identity_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(identity_database_url, pool_size=10)
+    # Small: the PostgreSQL server is shared with every other suite (max_connections is
+    # finite); concurrent tests queue on the pool instead.
+    engine = create_engine(identity_database_url, pool_size=4)
     yield engine
     await engine.dispose()
 

@@ -188,7 +188,7 @@ async def test_an_unknown_customer_reads_as_missing(identity: Identity) -> None:
 async def rotation_engine(databases: DatabaseFactory) -> AsyncIterator[tuple[str, AsyncEngine]]:
     """A database of its own: re-wrapping touches every row, and keys differ from the session's."""
     url = await asyncio.to_thread(databases.create, migrate, "identity_rotation")
-    engine = create_engine(url, pool_size=4)
+    engine = create_engine(url, pool_size=2)
     yield url, engine
     await engine.dispose()
 
