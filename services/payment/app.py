@@ -63,7 +63,10 @@ log = logging.getLogger("bankmesh.payment")
 
 SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 
-POOL_SIZE = 10
+POOL_SIZE = 20
+# Lock connections are held for a whole payment, so they get their own pool
+# (see adapters/locks.py); its size bounds how many payments run at once.
+LOCK_POOL_SIZE = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,7 @@ async def serve(
     config = config or PaymentConfig.from_env()
     clock = clock or SystemClock()
     engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
+    locks_engine = create_engine(env.require_database(), pool_size=LOCK_POOL_SIZE)
     mesh = MeshClient(env)
 
     def uow() -> SqlUnitOfWork:
@@ -128,7 +132,7 @@ async def serve(
 
     payments = Payments(
         uow,
-        AdvisoryLocks(engine),
+        AdvisoryLocks(locks_engine),
         GrpcLedger(lambda: mesh.channel("account")),
         GrpcRisk(lambda: mesh.channel("risk")),
         clock,
@@ -155,7 +159,7 @@ async def serve(
         ],
         log=log,
         background=[recovery.run_forever(config.recovery_interval_seconds)],
-        cleanup=[mesh.close, engine.dispose],
+        cleanup=[mesh.close, engine.dispose, locks_engine.dispose],
     )
 
 

@@ -242,11 +242,12 @@ def make_payments(
     account: grpc.aio.Channel,
     risk_channel: grpc.aio.Channel,
     clock: SteppingClock,
+    locks_engine: AsyncEngine | None = None,
     **settings: Any,
 ) -> Payments:
     return Payments(
         lambda: SqlUnitOfWork(engine),
-        AdvisoryLocks(engine),
+        AdvisoryLocks(locks_engine or engine),
         GrpcLedger(account),
         GrpcRisk(risk_channel),
         clock,
