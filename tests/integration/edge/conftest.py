@@ -87,8 +87,9 @@ def edge_pki(tmp_path_factory: pytest.TempPathFactory) -> TestMesh:
 async def edge_engines(
     databases: DatabaseFactory,
 ) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    payment = create_engine(databases.create(migrate_payment, "edge_payment"), pool_size=10)
-    risk = create_engine(databases.create(migrate_risk, "edge_risk"), pool_size=5)
+    # Small pools: the edge tests send one request at a time.
+    payment = create_engine(databases.create(migrate_payment, "edge_payment"), pool_size=4)
+    risk = create_engine(databases.create(migrate_risk, "edge_risk"), pool_size=2)
     yield payment, risk
     await payment.dispose()
     await risk.dispose()
