@@ -36,6 +36,17 @@ Notes on pgserver that shape this module:
 * It decides "already running" from the PID in ``postmaster.pid`` alone. After
   a reboot or container restart that PID can belong to an unrelated process,
   so a stale file is removed first (see ``_discard_stale_pidfile``).
+
+WAL archiving: the embedded server copies every finished WAL segment into
+``<data_dir>/backups/wal`` (``archive_command``), so that ``bankmesh backup``
+plus that archive can restore any moment after a base backup. The settings
+are PostgreSQL's own, written with ALTER SYSTEM (so they live in the
+cluster's ``postgresql.auto.conf``) each time the server is started here.
+``archive_mode`` only takes effect at a server start: a cluster that did not
+have it yet is restarted once, when this call started it; one already
+running (someone else's) keeps going and archives from its next restart.
+pgserver ships no ``basic_archive`` module, hence a shell command; see
+``archive_command`` for how it keeps the archive safe.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -66,6 +78,10 @@ from mesh.runtime.errors import DatabaseUnreachable, MeshError
 _MAX_IDENTIFIER_BYTES = 63
 _LIBPQ_SCHEMES = ("postgresql", "postgres")
 _SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+# A segment with any change in it is archived after this long even when it is
+# not full: the most a restore can lose when the last segment is lost with the
+# server. Each early switch still archives a whole 16 MB file.
+ARCHIVE_TIMEOUT_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -128,18 +144,105 @@ class EmbeddedPostgres:
             _forget_pgserver_handle(self.pgdata)
 
 
-def start_embedded_postgres(data_dir: Path) -> EmbeddedPostgres:
+def start_embedded_postgres(data_dir: Path, *, archive_wal: bool = True) -> EmbeddedPostgres:
     """Start (or reuse) the embedded PostgreSQL whose cluster is ``data_dir/postgres``.
 
-    Creates the cluster on first use; this takes a few seconds. Raises
-    MeshError with the server log location when PostgreSQL will not start.
+    Creates the cluster on first use; this takes a few seconds. With
+    ``archive_wal`` (the default) the server archives its WAL into
+    ``wal_archive_dir(data_dir)``; see the module notes. Raises MeshError with
+    the server log location when PostgreSQL will not start.
     """
     pgdata = (Path(data_dir).expanduser() / "postgres").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     _discard_stale_pidfile(pgdata)
     before = _read_postmaster(pgdata)
     running_pid = before.pid if before is not None and pid_alive(before.pid) else None
+    server = _start_pgserver(pgdata, running_pid)
+    if archive_wal:
+        archive_dir = wal_archive_dir(data_dir)
+        _make_archive_dir(archive_dir, owner=pgdata)
+        if configure_wal_archiving(server.url, archive_dir) and server.started:
+            # Ours to restart: nobody was using it before this call.
+            server.stop()
+            server = _start_pgserver(pgdata, running_pid)
+    return server
 
+
+def wal_archive_dir(data_dir: Path) -> Path:
+    """Where the embedded server of ``data_dir`` archives its WAL segments."""
+    return (Path(data_dir).expanduser() / "backups" / "wal").resolve()
+
+
+def archive_command(archive_dir: Path) -> str:
+    """A shell ``archive_command`` that copies each WAL segment into ``archive_dir``.
+
+    PostgreSQL runs it once per finished segment (``%p`` its path, ``%f`` its
+    name) and only recycles the segment after it exits 0. So it:
+
+    * never replaces a file: when ``%f`` is already archived it succeeds only
+      if the contents are identical (a retry after a crash), and fails on a
+      different file of the same name (two clusters sharing one archive);
+    * copies to a hidden temporary name, flushes it to disk, then links it
+      under its real name (``ln`` refuses to overwrite, and is atomic), so a
+      reader never sees half a segment; then flushes the directory entry.
+
+    ``sync FILE`` is GNU coreutils; elsewhere ``sync`` flushes everything.
+    """
+    # %-signs in the path would read as placeholders; PostgreSQL wants %%.
+    directory = shlex.quote(str(archive_dir)).replace("%", "%%")
+    return (
+        f'd={directory}; f=%f; t="$d/.$f.tmp"; '
+        'if [ -f "$d/$f" ]; then exec cmp -s "%p" "$d/$f"; fi; '
+        'cp "%p" "$t" && { sync "$t" 2>/dev/null || sync; } && ln "$t" "$d/$f"; '
+        's=$?; rm -f "$t"; [ "$s" -eq 0 ] && { sync "$d" 2>/dev/null || sync; }'
+    )
+
+
+def wal_archiving_settings(archive_dir: Path) -> dict[str, str]:
+    """The server settings that archive every WAL segment into ``archive_dir``."""
+    return {
+        "archive_mode": "on",
+        "archive_command": archive_command(archive_dir),
+        "archive_timeout": str(ARCHIVE_TIMEOUT_SECONDS),
+    }
+
+
+def configure_wal_archiving(server_url: str, archive_dir: Path) -> bool:
+    """Set (ALTER SYSTEM) and load the settings that archive WAL into ``archive_dir``.
+
+    Needs a superuser. Returns True when the server must be restarted before
+    it archives: ``archive_mode`` and ``wal_level`` are read only at start.
+    """
+    wanted = wal_archiving_settings(archive_dir)
+    with psycopg.connect(to_libpq_url(server_url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)",
+            ([*wanted, "wal_level"],),
+        ).fetchall()
+        current = {str(name): str(setting) for name, setting in rows}
+        if current.get("wal_level") == "minimal":
+            wanted["wal_level"] = "replica"  # "logical" archives too: left alone
+        changed = {name: value for name, value in wanted.items() if current.get(name) != value}
+        for name, value in changed.items():
+            conn.execute(
+                sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value))
+            )
+        if changed:
+            conn.execute("SELECT pg_reload_conf()")
+    return current.get("archive_mode") not in ("on", "always") or "wal_level" in wanted
+
+
+def _make_archive_dir(archive_dir: Path, *, owner: Path) -> None:
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        # The server runs as pgserver's own user (see the module notes): the
+        # archive must be its to write, like the cluster.
+        stat = owner.stat()
+        if archive_dir.stat().st_uid != stat.st_uid:
+            os.chown(archive_dir, stat.st_uid, stat.st_gid)
+
+
+def _start_pgserver(pgdata: Path, running_pid: int | None) -> EmbeddedPostgres:
     with _quiet_import():
         import pgserver
         import pgserver.postgres_server
