@@ -37,6 +37,15 @@ import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -46,8 +55,10 @@ from bankmesh.common.v1 import context_pb2, money_pb2
 from bankmesh.payment.v1 import payment_pb2, payment_service_pb2
 from mesh.operator import AmountError, Operator, RpcFailed, hint_for, parse_amount
 from mesh.pki import issue_mesh_identities
+from mesh.runtime import backup as backups
 from mesh.runtime.errors import MeshError
 from mesh.runtime.launcher import DEFAULT_SERVICES, MeshConfig, RunningMesh, launch, with_replicas
+from mesh.runtime.postgres import wal_archive_dir
 from mesh.runtime.status import check_all, read_endpoints
 from services.common.money import MINOR_UNIT_EXPONENTS, Money
 
@@ -614,6 +625,340 @@ def _enum_name(name: str, prefix: str) -> str:
 def _timestamp(moment: Timestamp, *, zone: bool = True) -> str:
     text = moment.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S")
     return f"{text} UTC" if zone else text
+
+
+# --- backup and restore -------------------------------------------------------------
+
+
+class _RichBackupReporter:
+    """Spinners for short steps, a progress bar for copies and recovery."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        with self.console.status(f"{description}..."):
+            yield
+        self.console.print(Text.assemble(("✓ ", "green"), description))
+
+    @contextmanager
+    def progress(self, description: str, unit: str) -> Iterator[backups.Advance]:
+        if not self.console.is_terminal:  # a log file wants the outcome, not the bar
+            with self.step(description):
+                yield lambda done, total=None: None
+            return
+        amount = DownloadColumn() if unit == "bytes" else TaskProgressColumn()
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), amount)
+        with Progress(*columns, TimeElapsedColumn(), console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=None)
+
+            def advance(done: float, total: float | None = None) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield advance
+        self.console.print(Text.assemble(("✓ ", "green"), description))
+
+    def warn(self, message: str) -> None:
+        err_console.print(Text(f"warning: {message}", style="yellow"))
+
+
+class BackupFormat(StrEnum):
+    plain = "plain"
+    tar = "tar"
+
+
+@app.command()
+def backup(
+    data_dir: DataDir = Path(".bankmesh"),
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            help="Where backups go (default DATA_DIR/backups/base, or .../logical with --logical).",
+        ),
+    ] = None,
+    backup_format: Annotated[
+        BackupFormat,
+        typer.Option("--format", help="plain: the cluster's files; tar: gzipped tar files."),
+    ] = BackupFormat.plain,
+    logical: Annotated[
+        bool,
+        typer.Option(
+            "--logical",
+            help="pg_dump each service database instead: portable, but not point-in-time.",
+        ),
+    ] = False,
+    databases: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--database",
+            help="With --logical: dump this database (repeatable; default every bankmesh_*).",
+        ),
+    ] = None,
+    wal_archive: Annotated[
+        Path | None,
+        typer.Option(
+            "--wal-archive",
+            help="With DATABASE_URL: the directory the server's archive_command fills.",
+        ),
+    ] = None,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart", help="Restart a running embedded PostgreSQL to turn on WAL archiving."
+        ),
+    ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option("--prune", help="After the backup, delete all but the newest --keep."),
+    ] = False,
+    prune_only: Annotated[
+        bool, typer.Option("--prune-only", help="Prune without taking a backup.")
+    ] = False,
+    keep: Annotated[
+        int, typer.Option("--keep", min=1, help="Base (and logical) backups kept by a prune.")
+    ] = 6,
+    list_backups: Annotated[
+        bool, typer.Option("--list", help="List the backups and the WAL archive, and stop.")
+    ] = False,
+) -> None:
+    """Back up the mesh's PostgreSQL: a verified base backup, plus the continuous WAL archive.
+
+    Uses DATABASE_URL when set, else the embedded PostgreSQL of DATA_DIR. With
+    the WAL archive, `bankmesh restore` can restore any moment after the backup.
+    """
+    external = os.environ.get("DATABASE_URL") or None
+    base_root = to or data_dir / "backups" / "base"
+    logical_root = to or data_dir / "backups" / "logical"
+    archive = wal_archive if external else wal_archive_dir(data_dir)
+    reporter = _RichBackupReporter(console)
+    try:
+        if list_backups:
+            _list_backups(base_root, logical_root, archive)
+            return
+        if not prune_only:
+            with backups.mesh_database(
+                data_dir, external, wal_archive=wal_archive, restart=restart, reporter=reporter
+            ) as source:
+                if logical:
+                    taken = backups.take_logical_backup(
+                        source, logical_root, databases=databases or (), reporter=reporter
+                    )
+                    _show_logical_backup(taken)
+                else:
+                    made = backups.take_base_backup(
+                        source, base_root, format=backup_format.value, reporter=reporter
+                    )
+                    _show_base_backup(made)
+        if prune or prune_only:
+            pruned = backups.prune(
+                base_root,
+                keep,
+                wal_archive=archive,
+                logical_root=logical_root,
+            )
+            _show_prune(pruned, keep)
+    except MeshError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def restore(
+    into: Annotated[
+        Path,
+        typer.Option("--into", help="A new directory: the restored cluster goes to INTO/postgres."),
+    ],
+    backup_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--backup",
+            help="A base backup, or a directory of them (the newest that ends by the target "
+            "time is used; default DATA_DIR/backups/base).",
+        ),
+    ] = None,
+    target_time: Annotated[
+        str | None,
+        typer.Option(
+            "--target-time",
+            help='Restore to this moment, like "2026-11-29T12:00:00Z" (default: the latest).',
+        ),
+    ] = None,
+    wal_archive: Annotated[
+        Path | None,
+        typer.Option("--wal-archive", help="The WAL archive, when not where the backup says."),
+    ] = None,
+    keep_running: Annotated[
+        bool,
+        typer.Option("--keep-running", help="Leave the restored PostgreSQL running to inspect."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1, help="Seconds recovery may take.")
+    ] = 3600.0,
+    data_dir: DataDir = Path(".bankmesh"),
+) -> None:
+    """Restore a base backup into a new directory, recovered to a point in time.
+
+    Replays the WAL archive up to the last transaction committed at or before
+    --target-time, starts a new timeline and reports what it restored. The
+    live data directory is never touched.
+    """
+    target = _target_time(target_time) if target_time else None
+    source = backup_dir or data_dir / "backups" / "base"
+    try:
+        restored = backups.restore_base_backup(
+            source,
+            into,
+            target_time=target,
+            wal_archive=wal_archive,
+            reporter=_RichBackupReporter(console),
+            timeout=timeout,
+        )
+    except MeshError as exc:
+        raise _fail(exc) from None
+    try:
+        _show_restore(restored)
+    finally:
+        if not keep_running:
+            restored.stop()
+    if keep_running:
+        pid = restored.process.pid if restored.process else "?"
+        console.print(Text(f"The restored PostgreSQL (pid {pid}) is running: {restored.url}"))
+        console.print(Text(f"Stop it with: kill -INT {pid}", style="bold"))
+    else:
+        console.print(
+            Text(
+                f"Stopped. Run the restored mesh with: bankmesh up --data-dir {into}", style="bold"
+            )
+        )
+
+
+def _target_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 time like 2026-11-29T12:00:00Z",
+            param_hint="--target-time",
+        ) from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter(
+            f"{text!r} has no timezone: add Z for UTC, or an offset like +01:00",
+            param_hint="--target-time",
+        )
+    return moment
+
+
+def _instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _show_base_backup(made: backups.BaseBackup) -> None:
+    grid = _grid(
+        ("directory", str(made.directory)),
+        ("from", made.source),
+        ("PostgreSQL", made.server_version),
+        ("format", f"{made.format}, verified with pg_verifybackup"),
+        ("size", _size(made.size_bytes)),
+        ("WAL", f"timeline {made.timeline}, {made.start_lsn} to {made.end_lsn}"),
+        ("restorable", f"from {_instant(made.finished_at)} on"),
+        ("WAL archive", str(made.wal_archive) if made.wal_archive else "none: this moment only"),
+    )
+    console.print(Panel(grid, title="base backup", expand=False))
+
+
+def _show_logical_backup(taken: backups.LogicalBackup) -> None:
+    table = Table(title=f"logical backup in {taken.directory} (not point-in-time)")
+    table.add_column("database")
+    table.add_column("dump")
+    table.add_column("size", justify="right")
+    for database, dump in taken.dumps.items():
+        table.add_row(database, dump.name, _size(dump.stat().st_size))
+    console.print(table)
+    console.print(Text(f"taken at {_instant(taken.taken_at)} from {taken.source}"))
+    console.print(
+        Text("restore one with: pg_restore --create --dbname postgres <file>.dump", style="bold")
+    )
+
+
+def _show_prune(pruned: backups.PruneResult, keep: int) -> None:
+    for path in pruned.removed:
+        console.print(Text(f"removed {path}"))
+    wal = f", {pruned.wal_removed} WAL segments" if pruned.wal_removed else ""
+    console.print(
+        Text.assemble(
+            ("✓ ", "green"),
+            f"Pruned to the newest {keep}: {len(pruned.removed)} backups{wal} removed, "
+            f"{_size(pruned.bytes_freed)} freed",
+        )
+    )
+    if pruned.oldest_wal_kept:
+        console.print(Text(f"WAL kept from segment {pruned.oldest_wal_kept} on"))
+
+
+def _list_backups(base_root: Path, logical_root: Path, archive: Path | None) -> None:
+    base = backups.list_base_backups(base_root)
+    logical = backups.list_logical_backups(logical_root)
+    table = Table(title="backups")
+    for column in ("directory", "kind", "restorable from / taken", "first WAL"):
+        table.add_column(column)
+    table.add_column("size", justify="right")
+    for made in base:
+        table.add_row(
+            str(made.directory),
+            f"base ({made.format})",
+            _instant(made.finished_at),
+            made.start_wal,
+            _size(made.size_bytes),
+        )
+    for taken in logical:
+        table.add_row(
+            str(taken.directory), "logical", _instant(taken.taken_at), "-", _size(taken.size_bytes)
+        )
+    console.print(table)
+    if archive is None:
+        console.print(Text("WAL archive: unknown (pass --wal-archive)", style="yellow"))
+        return
+    segments, size, first, last = backups.archive_summary(archive)
+    console.print(Text(f"WAL archive {archive}: {segments} segments, {_size(size)}"))
+    if first and last:
+        console.print(Text(f"  from {first} to {last}"))
+    if base:
+        console.print(
+            Text(f"point-in-time restores possible from {_instant(base[0].finished_at)} on")
+        )
+
+
+def _show_restore(restored: backups.RestoredServer) -> None:
+    rows: list[tuple[str, str | Text]] = [
+        ("base backup", str(restored.backup.directory)),
+        ("target", _instant(restored.target_time) if restored.target_time else "the latest"),
+        (
+            "last transaction",
+            _instant(restored.last_transaction_at)
+            if restored.last_transaction_at
+            else "none replayed",
+        ),
+        ("stopped at", restored.stopped_at or "the end of the WAL"),
+        ("timeline", str(restored.timeline) if restored.timeline else "unchanged"),
+        ("cluster", str(restored.pgdata)),
+        ("server log", str(restored.log_file)),
+    ]
+    console.print(Panel(_grid(*rows), title="restored", expand=False))
+    table = Table(title="databases restored")
+    table.add_column("database")
+    table.add_column("size", justify="right")
+    for name, size in restored.databases:
+        table.add_row(name, _size(size))
+    console.print(table)
 
 
 # --- bankmesh risk ----------------------------------------------------------------
