@@ -91,8 +91,17 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 class MeshClient:
     """Channels to the other services named in endpoints.json, created on first use."""
 
-    def __init__(self, env: ServiceEnvironment) -> None:
+    def __init__(
+        self, env: ServiceEnvironment, *, on_own_behalf: frozenset[str] = frozenset()
+    ) -> None:
+        """`on_own_behalf`: downstreams this service calls as itself, never for an end user.
+
+        The payment service, say, checks the customer's right to pay and then
+        moves money on the ledger as the payment service: the ledger's
+        transfer methods are not for end users at all.
+        """
         self._env = env
+        self._own_behalf = on_own_behalf
         self._signer = None if env.insecure_dev else identity_signer(env)
         self._channels: dict[str, RotatingChannel | grpc.aio.Channel] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
@@ -112,7 +121,7 @@ class MeshClient:
     def _open(self, service: str, target: str) -> RotatingChannel | grpc.aio.Channel:
         breaker = self.breakers[service] = CircuitBreaker(service)
         interceptors: list[Any] = [PropagateRequestId(), PropagateTraceContext()]
-        if self._signer is not None:
+        if self._signer is not None and service not in self._own_behalf:
             interceptors.append(PropagateEndUser(self._signer, pki.spiffe_id(service)))
         interceptors += [PropagateDeadline(), breaker]
         if self._env.insecure_dev:

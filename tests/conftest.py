@@ -92,7 +92,8 @@ def ledger_database_url(databases: DatabaseFactory) -> str:
 
 @pytest.fixture(scope="session")
 async def ledger_engine(ledger_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(ledger_database_url, pool_size=20)
+    # Modest pools: every suite shares one PostgreSQL server and its max_connections.
+    engine = create_engine(ledger_database_url, pool_size=8)
     yield engine
     await engine.dispose()
 

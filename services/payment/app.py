@@ -118,6 +118,16 @@ def build_payment_server(
     )
 
 
+def downstreams(env: ServiceEnvironment) -> MeshClient:
+    """Channels to account and risk, as the payment service.
+
+    Payment decides who may pay (it checks the source account's owner itself)
+    and then moves the money as the payment service: the ledger's transfer
+    methods take no end users. Risk sees the customer, for scoring.
+    """
+    return MeshClient(env, on_own_behalf=frozenset({"account"}))
+
+
 async def serve(
     env: ServiceEnvironment, config: PaymentConfig | None = None, clock: Clock | None = None
 ) -> None:
@@ -125,7 +135,7 @@ async def serve(
     clock = clock or SystemClock()
     engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
     locks_engine = create_engine(env.require_database(), pool_size=LOCK_POOL_SIZE)
-    mesh = MeshClient(env)
+    mesh = downstreams(env)
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine)

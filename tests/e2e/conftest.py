@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bankmesh.account.v1 import account_service_pb2_grpc
 from bankmesh.payment.v1 import payment_service_pb2_grpc
-from mesh.client import MeshClient
 from services.account.app import build_account_server
 from services.account.service_layer.ledger import Ledger
 from services.common.database import create_engine
@@ -36,7 +35,7 @@ from services.payment.adapters.ledger_client import GrpcLedger
 from services.payment.adapters.locks import AdvisoryLocks
 from services.payment.adapters.risk_client import GrpcRisk
 from services.payment.adapters.unit_of_work import SqlUnitOfWork as PaymentUnitOfWork
-from services.payment.app import build_payment_server
+from services.payment.app import build_payment_server, downstreams
 from services.payment.app import migrate as migrate_payment
 from services.payment.service_layer.payments import Payments
 from services.risk.adapters.repository import SqlDecisionRepository
@@ -71,14 +70,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestMesh:
 
 @pytest.fixture(scope="session")
 async def payment_engine(databases: DatabaseFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(databases.create(migrate_payment, "e2e_payment"), pool_size=10)
+    engine = create_engine(databases.create(migrate_payment, "e2e_payment"), pool_size=4)
     yield engine
     await engine.dispose()
 
 
 @pytest.fixture(scope="session")
 async def risk_engine(databases: DatabaseFactory) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(databases.create(migrate_risk, "e2e_risk"), pool_size=10)
+    engine = create_engine(databases.create(migrate_risk, "e2e_risk"), pool_size=4)
     yield engine
     await engine.dispose()
 
@@ -140,7 +139,7 @@ async def mesh(
         )
     )
     payment_env = dataclasses.replace(pki.env("payment"), endpoints_file=endpoints)
-    client = MeshClient(payment_env)
+    client = downstreams(payment_env)
     payments = Payments(
         lambda: PaymentUnitOfWork(payment_engine),
         AdvisoryLocks(payment_engine),

@@ -107,3 +107,17 @@ async def test_a_customer_cannot_pay_from_someone_elses_account(mesh: Mesh) -> N
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
     assert info is not None and info.reason == "ACCOUNT_NOT_FOUND"
     assert (await mesh.ledger.get_account(uuid.UUID(alice))).balances.posted == 100_00
+
+
+async def test_a_customer_signed_in_at_the_edge_pays_from_their_own_account(mesh: Mesh) -> None:
+    """Alice through the edge: COMPLETED, money moved; payment moves it as itself on the ledger."""
+    alice, bob = await funded_pair(mesh.ledger)
+    token = context.end_user.set(EndUser("u-alice", "alice", frozenset({"customer"})))
+    try:
+        async with mesh.pki.channel("edge", "payment", mesh.ports["payment"]) as channel:
+            stub = payment_service_pb2_grpc.PaymentServiceStub(channel)
+            response = await stub.CreatePayment(payment_request(alice, bob, 12_00))
+    finally:
+        context.end_user.reset(token)
+    assert response.payment.status == payment_pb2.PAYMENT_STATUS_COMPLETED
+    assert (await mesh.ledger.get_account(uuid.UUID(bob))).balances.posted == 12_00

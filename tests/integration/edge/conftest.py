@@ -43,7 +43,7 @@ from services.payment.adapters.ledger_client import GrpcLedger
 from services.payment.adapters.locks import AdvisoryLocks
 from services.payment.adapters.risk_client import GrpcRisk
 from services.payment.adapters.unit_of_work import SqlUnitOfWork as PaymentUnitOfWork
-from services.payment.app import build_payment_server
+from services.payment.app import build_payment_server, downstreams
 from services.payment.app import migrate as migrate_payment
 from services.payment.service_layer.payments import Payments
 from services.risk.adapters.repository import SqlDecisionRepository
@@ -132,7 +132,7 @@ async def edge_mesh(
     endpoints = directory / "endpoints.json"
     services = {"account": [f"127.0.0.1:{account_port}"], "risk": [f"127.0.0.1:{risk_port}"]}
     endpoints.write_text(json.dumps({"services": services}))
-    payment_client = MeshClient(dataclasses.replace(pki.env("payment"), endpoints_file=endpoints))
+    payment_client = downstreams(dataclasses.replace(pki.env("payment"), endpoints_file=endpoints))
     payments = Payments(
         lambda: PaymentUnitOfWork(payment_engine),
         AdvisoryLocks(payment_engine),

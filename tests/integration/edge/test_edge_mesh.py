@@ -101,11 +101,6 @@ async def test_a_payment_with_an_idempotency_key_is_created_once(edge_mesh: Edge
     assert read.json()["payment"]["paymentId"] == payment["paymentId"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="payment forwards the customer to account.CreateTransfer, whose policy entry "
-    "allows no end-user role, so a payment made on a customer's behalf stays PENDING",
-)
 async def test_a_customers_payment_through_the_edge_completes(edge_mesh: EdgeMesh) -> None:
     """A payment made with a customer's token moves the money, as an operator's does."""
     alice, bob = f"alice-{uuid.uuid4().hex[:8]}", f"bob-{uuid.uuid4().hex[:8]}"

@@ -33,7 +33,7 @@ def risk_database_url(databases: DatabaseFactory) -> str:
 
 @pytest.fixture(scope="session")
 async def risk_engine(risk_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(risk_database_url, pool_size=20)
+    engine = create_engine(risk_database_url, pool_size=6)
     yield engine
     await engine.dispose()
 
