@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
@@ -300,8 +301,16 @@ def peer_identity(auth_context: Mapping[str, Iterable[bytes]]) -> str:
     pems = list(auth_context.get("x509_pem_cert", ()))
     if len(pems) != 1:
         raise PeerIdentityError("the peer presented no client certificate")
+    return _spiffe_id_of(pems[0])
+
+
+# Every call on a connection presents the same certificate, and parsing X.509
+# per call showed up in the ledger's profile: remember the verdict per PEM.
+# Bounded, and keyed by the exact bytes, so a rotated certificate is parsed anew.
+@functools.lru_cache(maxsize=1024)
+def _spiffe_id_of(pem: bytes) -> str:
     try:
-        certificate = x509.load_pem_x509_certificate(pems[0])
+        certificate = x509.load_pem_x509_certificate(pem)
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         raise PeerIdentityError("the peer's certificate has no subject alternative names") from None
