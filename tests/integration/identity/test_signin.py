@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 import uuid
 from collections.abc import Callable
@@ -122,10 +121,10 @@ async def test_an_unknown_email_and_a_wrong_password_get_the_same_answer_and_the
 
 
 async def test_an_unknown_email_takes_as_long_as_a_wrong_password(build: Build) -> None:
-    """With real argon2id costs, the median times differ by less than a factor of 1.5."""
+    """With real argon2id costs the answers take alike long; skipping the hash would be ~10x."""
     settings = Argon2Settings(time_cost=2, memory_kib=19 * 1024, parallelism=1)
     identity = build(Argon2Passwords(settings.parameters()))
-    person = await sign_up(identity)
+    people = [await sign_up(identity) for _ in range(3)]
 
     async def timed(email: str) -> float:
         started = time.perf_counter()
@@ -134,11 +133,14 @@ async def test_an_unknown_email_takes_as_long_as_a_wrong_password(build: Build) 
         return time.perf_counter() - started
 
     unknown, known = [], []
-    for _ in range(4):  # fewer than the lockout threshold for the known email
-        unknown.append(await timed(new_email()))
-        known.append(await timed(person.email))
-    ratio = statistics.median(unknown) / statistics.median(known)
-    assert 1 / 1.5 < ratio < 1.5
+    for _ in range(4):  # fewer than the lockout threshold for each known email
+        for person in people:
+            unknown.append(await timed(new_email()))
+            known.append(await timed(person.email))
+    # The fastest of interleaved runs is the cost itself; slower ones measure how busy
+    # the machine is. A factor of 2 allows for that and still fails a missing dummy hash.
+    ratio = min(unknown) / min(known)
+    assert 1 / 2 < ratio < 2
 
 
 async def test_five_failures_lock_sign_in_even_for_the_right_password(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import argon2
@@ -70,19 +69,21 @@ def test_only_argon2id_is_accepted() -> None:
 async def test_an_unknown_user_costs_what_a_wrong_password_costs(
     passwords: Argon2Passwords,
 ) -> None:
-    """verify_dummy takes about as long as verifying a real hash (within a factor of 1.5)."""
+    """verify_dummy costs what verifying a real hash costs (within a factor of 2)."""
     stored = await passwords.hash("the real password")
     real: list[float] = []
     dummy: list[float] = []
-    for _ in range(9):
+    for _ in range(15):
         started = time.perf_counter()
         await passwords.verify(stored, "a wrong password")
         real.append(time.perf_counter() - started)
         started = time.perf_counter()
         await passwords.verify_dummy("a wrong password")
         dummy.append(time.perf_counter() - started)
-    ratio = statistics.median(dummy) / statistics.median(real)
-    assert 1 / 1.5 < ratio < 1.5
+    # The fastest of interleaved runs is the cost itself; slower ones measure how busy
+    # the machine is. A factor of 2 allows for that; no hashing at all would be ~1000x.
+    ratio = min(dummy) / min(real)
+    assert 1 / 2 < ratio < 2
 
 
 @pytest.mark.parametrize("password", ["", "short", "elevenchars", "ünïcödé123"])
