@@ -1,26 +1,5 @@
-"""Alembic environment for the risk schema.
+"""Alembic environment of the risk service: see services.common.migrations."""
 
-Run through `services.risk.adapters.migrations.upgrade(url)` (which
-`bankmesh up` and the tests call) rather than the alembic CLI, so the
-database URL never lives in a config file. The version table is
-`alembic_version_risk`, so the risk history never mixes with another
-service's, even on a shared database.
-"""
+from services.common.migrations import run_migrations
 
-from alembic import context
-from sqlalchemy import create_engine
-
-config = context.config
-url = config.get_main_option("sqlalchemy.url")
-assert url, "upgrade() sets sqlalchemy.url"
-
-engine = create_engine(url)
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        version_table=config.get_main_option("version_table") or "alembic_version",
-        transaction_per_migration=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-engine.dispose()
+run_migrations()
