@@ -12,11 +12,15 @@ The order of ``launch``:
    an identity for every service and for the operator CLI, re-issued when it
    expires within ``renew_within``. Each service is started with
    ``BANKMESH_IDENTITY_DIR`` pointing at its own; its replicas share it.
-5. Per service, in order: its database, its migrations (once), then each of
-   its processes. Later services depend on earlier ones (payment calls
-   account and risk), so each process is ready, and endpoints.json rewritten
-   to list it, before the next starts: a service finds the ones before it
-   through ``BANKMESH_ENDPOINTS`` as it starts.
+5. Per service, in order: its database, its migrations (once), its
+   preparation (once: identity's keys, created on the first start and checked
+   on every later one), then each of its processes. Later services depend on
+   earlier ones (payment calls account and risk; the edge calls account,
+   payment and identity), so each process is ready, and endpoints.json
+   rewritten to list it, before the next starts: a service finds the ones
+   before it through ``BANKMESH_ENDPOINTS`` as it starts. The edge, last,
+   serves HTTPS for people; its ready file adds its URL, which endpoints.json
+   lists under ``urls``.
 6. Once all are ready, endpoints.json is marked ``complete`` and the running
    mesh is handed to the reporter. The operator's certificate goes into its
    ``credentials`` once a service answers TLS on its port (checked, not
@@ -69,15 +73,40 @@ from mesh.runtime.redis import (
     redact_redis_url,
     start_embedded_redis,
 )
-from mesh.runtime.supervisor import RunningService, ServiceSpec, Supervisor, listen_address
+from mesh.runtime.supervisor import (
+    Preparation,
+    RunningService,
+    ServiceSpec,
+    Supervisor,
+    listen_address,
+)
 from mesh.tls import server_name, speaks_tls
 
-# In start order: payment calls account and risk, so it comes after both.
+# Under the data directory. Back them up apart from the database backups:
+# together with those they are the customers' personal data in clear.
+IDENTITY_KEY_DIR = "identity-keys"
+IDENTITY_DATA_KEY_DIR = "identity-data-keys"
+
+# In start order: payment calls account and risk, so it comes after both; the
+# edge calls account, payment and identity, so it comes last.
 DEFAULT_SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(name="account", module="services.account"),
+    ServiceSpec(
+        name="identity",
+        module="services.identity",
+        uses_redis=True,
+        data_dirs={
+            "BANKMESH_IDENTITY_KEY_DIR": IDENTITY_KEY_DIR,
+            "BANKMESH_IDENTITY_DATA_KEYS": IDENTITY_DATA_KEY_DIR,
+        },
+        prepare=Preparation(module="mesh.runtime._identity_keys", what="identity keys"),
+    ),
     ServiceSpec(name="risk", module="services.risk", uses_redis=True),
     ServiceSpec(name="payment", module="services.payment"),
+    ServiceSpec(name="edge", module="mesh.edge", uses_database=False, uses_redis=True),
 )
+
+EDGE = "edge"
 
 # Enough to watch round-robin and failover on a laptop; beyond that a local
 # mesh only competes with itself for the CPU.
@@ -115,6 +144,11 @@ def known_names(services: Sequence[ServiceSpec]) -> list[str]:
     return [spec.name for spec in services]
 
 
+def with_port(services: Sequence[ServiceSpec], name: str, port: int) -> list[ServiceSpec]:
+    """``services`` with ``name`` listening on ``port`` (0: any free port); the others as they are."""
+    return [replace(spec, port=port) if spec.name == name else spec for spec in services]
+
+
 @dataclass(frozen=True)
 class MeshConfig:
     """What ``bankmesh up`` runs.
@@ -140,9 +174,11 @@ class MeshConfig:
 class RunningMesh:
     """Handed to the reporter once every service is ready.
 
-    ``services`` has one entry per process, replicas included. ``database``
-    and ``redis`` are the URLs without secrets; ``redis`` is None when no
-    service uses Redis.
+    ``services`` has one entry per process, replicas included; one that
+    serves people (the edge) has its public ``url``, and the CA that signed
+    its certificate is ``ca.pem`` in its ``identity_dir``. ``database`` and
+    ``redis`` are the URLs without secrets; ``redis`` is None when no service
+    uses Redis.
     """
 
     services: list[RunningService]
@@ -331,6 +367,16 @@ def _check_services(services: Sequence[ServiceSpec]) -> None:
                 f"service {spec.name!r} asks for {spec.replicas} replicas",
                 hint=f"run 1 to {MAX_REPLICAS} processes of a service",
             )
+        if not 0 <= spec.port <= 65535:
+            raise MeshError(
+                f"service {spec.name!r} asks for port {spec.port}",
+                hint="a port is 1 to 65535, or 0 for any free one",
+            )
+        if spec.port and spec.replicas > 1:
+            raise MeshError(
+                f"service {spec.name!r} runs {spec.replicas} processes on one port, {spec.port}",
+                hint=f"give {spec.name} port 0 (each process then gets a free port of its own)",
+            )
 
 
 def _database_server(
@@ -497,7 +543,14 @@ def _start_service(
                 raise
         with reporter.step(f"Migrating {spec.name}"):
             supervisor.migrate(spec, database_url)
-    listen = listen_address(config.listen_host)
+    if spec.prepare is not None:
+        directories = [supervisor.data_dir_of(spec, variable) for variable in spec.data_dirs]
+        first = not all(directory.exists() for directory in directories)
+        where = f" in {' and '.join(map(str, directories))}" if directories else ""
+        what = "Creating" if first else "Checking"
+        with reporter.step(f"{what} {spec.prepare.what}{where}"):
+            supervisor.prepare(spec, database_url)
+    listen = listen_address(config.listen_host, spec.port)
     for replica in range(1, spec.replicas + 1):
         with reporter.step(f"Starting {spec.process_name(replica)}"):
             running = supervisor.start(

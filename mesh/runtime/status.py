@@ -5,7 +5,9 @@ process becomes ready, ``"complete": true`` once all are, removed on a clean
 stop) and asks every listed process the standard gRPC health question
 (grpc.health.v1.Health/Check for the empty service name, i.e. the server as a
 whole). Every service registers that servicer, so no service-specific client
-is needed here.
+is needed here. A service with public URLs (``urls``: the HTTPS edge) speaks
+HTTP, not gRPC: it is asked ``GET <url>/readyz`` instead, trusting the mesh CA
+of the operator's credentials, and is SERVING when that answers 200.
 
 A service maps to a list of addresses, one per process (replicas). Files
 written before replicas existed map it to one plain string; both are read,
@@ -20,10 +22,13 @@ service that should speak mTLS and does not is reported, not talked to.
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -49,11 +54,17 @@ class Endpoints:
     # False while the supervisor is still starting services; files from
     # before the field existed were only ever written complete.
     complete: bool = True
+    # Public URLs by service, for those that have one (the edge's https://...).
+    urls: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def addresses(self, service: str) -> list[str]:
         """Every address of ``service``, or [] when the mesh does not run it."""
         listed = self.services.get(service, [])
         return [listed] if isinstance(listed, str) else list(listed)
+
+    def urls_of(self, service: str) -> list[str]:
+        """The public URLs of ``service``'s processes, or [] when it has none."""
+        return list(self.urls.get(service, []))
 
 
 @dataclass(frozen=True)
@@ -102,12 +113,20 @@ def read_endpoints(data_dir: Path) -> Endpoints:
             hint="restart the mesh with `bankmesh up`; it rewrites the file",
         )
     redis = document.get("redis")
+    urls = document.get("urls") or {}
+    if not isinstance(urls, dict):
+        raise MeshError(
+            f"{path} has a urls entry that is not a map",
+            hint="restart the mesh with `bankmesh up`; it rewrites the file",
+        )
+    public = {str(name): _addresses(listed) for name, listed in urls.items()}
     return Endpoints(
         services={name: listed for name, listed in addresses.items() if listed is not None},
         database=document.get("database"),
         credentials=dict(credentials),
         redis=redis if isinstance(redis, str) else None,
         complete=document.get("complete", True) is not False,
+        urls={name: listed for name, listed in public.items() if listed is not None},
     )
 
 
@@ -183,14 +202,67 @@ def check_health(
     return ServiceHealth(name, address, status_name)
 
 
+def check_readiness(
+    name: str, url: str, *, ca: Path | None = None, timeout: float = 2.0
+) -> ServiceHealth:
+    """Ask the HTTPS server at ``url`` (the edge) ``GET /readyz``, trusting ``ca``.
+
+    200 is SERVING; another answer NOT_SERVING with what the server said
+    (the edge names the dependency that is down); no answer UNREACHABLE.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return ServiceHealth(name, url, "UNREACHABLE", "not an https:// URL")
+    try:
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        return ServiceHealth(name, url, "UNREACHABLE", f"cannot read the CA {ca}: {exc}")
+    connection = http.client.HTTPSConnection(
+        parts.hostname, parts.port or 443, timeout=timeout, context=context
+    )
+    try:
+        connection.request("GET", parts.path.rstrip("/") + "/readyz")
+        response = connection.getresponse()
+        body = response.read(4096)
+    except TimeoutError:
+        return ServiceHealth(name, url, "TIMEOUT", f"no answer within {timeout:g}s")
+    except (OSError, http.client.HTTPException) as exc:
+        return ServiceHealth(name, url, "UNREACHABLE", str(exc))
+    finally:
+        connection.close()
+    if response.status == 200:
+        return ServiceHealth(name, url, "SERVING")
+    return ServiceHealth(name, url, "NOT_SERVING", _message(body) or f"HTTP {response.status}")
+
+
+def _message(body: bytes) -> str:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    message = document.get("message") if isinstance(document, dict) else None
+    return message if isinstance(message, str) else ""
+
+
 def check_all(endpoints: Endpoints, *, timeout: float = 2.0) -> list[ServiceHealth]:
     """Health of every process, by service name, over the transport endpoints.json says.
 
-    MeshError if that transport is unusable.
+    A service with public URLs is asked over HTTPS (``check_readiness``), the
+    others over gRPC. MeshError if the gRPC transport is unusable.
     """
     transport = Transport.from_endpoints(endpoints.credentials)
-    return [
-        check_health(name, address, timeout=timeout, transport=transport)
-        for name in sorted(endpoints.services)
-        for address in endpoints.addresses(name)
-    ]
+    ca = endpoints.credentials.get("ca")
+    results: list[ServiceHealth] = []
+    for name in sorted(endpoints.services):
+        urls = endpoints.urls_of(name)
+        if urls:
+            results += [
+                check_readiness(name, url, ca=Path(ca) if ca else None, timeout=timeout)
+                for url in urls
+            ]
+            continue
+        results += [
+            check_health(name, address, timeout=timeout, transport=transport)
+            for address in endpoints.addresses(name)
+        ]
+    return results

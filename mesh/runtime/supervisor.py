@@ -1,7 +1,7 @@
 """Starting service processes and watching them.
 
-The service-process contract, which every service (account now; payment,
-risk, identity and edge later) implements:
+The service-process contract, which every service (account, risk, identity,
+payment and the edge) implements:
 
 * It is started as ``python -m <module>`` (``services.<name>``) with
   ``BANKMESH_DATABASE_URL`` (libpq URL of its own database),
@@ -10,15 +10,20 @@ risk, identity and edge later) implements:
   ``BANKMESH_READY_FILE``, ``BANKMESH_IDENTITY_DIR`` (its certificate,
   key and the mesh CA, see mesh.pki), ``BANKMESH_ENDPOINTS`` (the absolute
   path of endpoints.json, to find the services started before it) and
-  ``BANKMESH_TRACE_FILE`` (``<data_dir>/traces/<process>.jsonl``).
+  ``BANKMESH_TRACE_FILE`` (``<data_dir>/traces/<process>.jsonl``), plus
+  one absolute path per entry of ``ServiceSpec.data_dirs`` (identity's key
+  directories, say: ``BANKMESH_IDENTITY_KEY_DIR=<data_dir>/identity-keys``).
 * Once it serves, it writes ``{"service": ..., "address": "host:port",
   "pid": ...}`` to the ready file atomically (write elsewhere, rename). The
-  address is how the supervisor learns which port 0 became.
+  address is how the supervisor learns which port 0 became. A process that
+  serves people rather than the mesh (the HTTPS edge) adds its public
+  ``"url"``.
 * SIGTERM asks it to stop gracefully.
 * It does not migrate its database. ``<module>.app.migrate(database_url)`` does,
   and the supervisor runs it before starting the service, so several replicas
   never race on a schema and a failed migration is reported before anything
-  listens.
+  listens. Likewise ``ServiceSpec.prepare`` (identity's keys), a module run
+  once with the service's environment before its processes start.
 
 A service may run as several processes (``ServiceSpec.replicas``), each on a
 port of its own. A process is named after its service, or ``<service>-<n>``
@@ -35,8 +40,9 @@ cause is on screen.
 
 ``<data_dir>/endpoints.json`` tells clients where each service listens: every
 address of every ready process, grouped by service (``{"services": {"payment":
-["127.0.0.1:4001", "127.0.0.1:4002"]}, ...}``). The launcher rewrites it after
-each process becomes ready, so a service started later finds the earlier ones,
+["127.0.0.1:4001", "127.0.0.1:4002"]}, ...}``), and the public URLs of those
+that have one (``{"urls": {"edge": ["https://127.0.0.1:8443"]}}``). The
+launcher rewrites it after each process becomes ready, so a service started later finds the earlier ones,
 marks it ``"complete": true`` once all are up, and it is removed on a clean
 stop.
 """
@@ -64,6 +70,21 @@ _BIND_FAILURES = ("address already in use", "failed to bind", "cannot assign req
 
 
 @dataclass(frozen=True)
+class Preparation:
+    """A step run once before a service's processes start, after its migrations.
+
+    ``module`` runs as ``python -m <module>`` with the service's environment
+    (its ``data_dirs`` included) and output into its first process's log; a
+    non-zero exit stops the start with that log's tail. ``what`` names it for
+    the operator: "Creating <what> in ..." the first time, when one of the
+    service's ``data_dirs`` does not exist yet, "Checking <what> in ..." after.
+    """
+
+    module: str
+    what: str
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """One service of the mesh and how to run it.
 
@@ -71,7 +92,11 @@ class ServiceSpec:
     A service without a database (the edge, say) sets ``uses_database=False``:
     no database is created, no migrations run, no URL is passed. One with
     ``uses_redis=True`` is given ``BANKMESH_REDIS_URL``. ``replicas`` is how
-    many processes serve it.
+    many processes serve it. ``port`` is where it listens (0: a free port;
+    another number only for a single process). ``data_dirs`` maps variables
+    to directories under the data directory, passed as absolute paths
+    (``{"BANKMESH_IDENTITY_KEY_DIR": "identity-keys"}``); the service, or its
+    ``prepare`` step, creates them. ``prepare`` runs once before it starts.
     """
 
     name: str
@@ -80,6 +105,9 @@ class ServiceSpec:
     uses_database: bool = True
     uses_redis: bool = False
     replicas: int = 1
+    port: int = 0
+    data_dirs: Mapping[str, str] = field(default_factory=dict)
+    prepare: Preparation | None = None
 
     def process_name(self, replica: int) -> str:
         """``payment`` for a single process, ``payment-2`` for the second of several."""
@@ -103,6 +131,10 @@ class RunningService:
     address: str
     log_file: Path
     replica: int = 1
+    # The public URL its ready file gave (the edge's https://...), if any.
+    url: str | None = None
+    # Its certificate, key and the mesh CA (BANKMESH_IDENTITY_DIR), if it was given one.
+    identity_dir: Path | None = None
 
     @property
     def name(self) -> str:
@@ -163,6 +195,18 @@ class Supervisor:
             grouped.setdefault(service.name, []).append(service.address)
         return grouped
 
+    def urls(self) -> dict[str, list[str]]:
+        """The public URLs of the ready processes that have one, grouped by service."""
+        grouped: dict[str, list[str]] = {}
+        for service in self._services.values():
+            if service.url:
+                grouped.setdefault(service.name, []).append(service.url)
+        return grouped
+
+    def data_dir_of(self, spec: ServiceSpec, variable: str) -> Path:
+        """The absolute directory ``spec`` gets in ``variable`` (one of its ``data_dirs``)."""
+        return self.data_dir / spec.data_dirs[variable]
+
     def log_file(self, process_name: str) -> Path:
         return self.log_dir / f"{process_name}.log"
 
@@ -174,13 +218,53 @@ class Supervisor:
         leak into the supervisor. Output goes to the log of the service's
         first process, which starts next.
         """
+        self._run_once(
+            spec,
+            database_url,
+            ["mesh.runtime._migrate", spec.migrations_module],
+            what=f"migrations for service {spec.name!r}",
+            banner=f"migrating {spec.migrations_module}",
+            module=spec.migrations_module,
+            timeout_hint="a migration may be waiting on a lock held by another client",
+        )
+
+    def prepare(self, spec: ServiceSpec, database_url: str | None) -> None:
+        """Run ``spec.prepare`` in a child process, as ``migrate`` runs migrations.
+
+        Its output goes to the log of the service's first process. Raises
+        ServiceFailed, with that log's tail, when it fails or hangs.
+        """
+        if spec.prepare is None:
+            return
+        module = spec.prepare.module
+        self._run_once(
+            spec,
+            database_url if spec.uses_database else None,
+            [module],
+            what=f"preparing {spec.prepare.what} for service {spec.name!r}",
+            banner=f"preparing {spec.prepare.what} ({module})",
+            module=module,
+            timeout_hint=f"see {self.log_file(spec.process_name(1))} for where it got stuck",
+        )
+
+    def _run_once(
+        self,
+        spec: ServiceSpec,
+        database_url: str | None,
+        arguments: list[str],
+        *,
+        what: str,
+        banner: str,
+        module: str,
+        timeout_hint: str,
+    ) -> None:
         log_name = spec.process_name(1)
         log_path = self.log_file(log_name)
         env = self._environment(spec, database_url)
-        with self._open_log(log_name, f"migrating {spec.migrations_module}") as log:
+        with self._open_log(log_name, banner) as log:
             offset = log.tell()
             proc = subprocess.Popen(
-                [self.python, "-m", "mesh.runtime._migrate", spec.migrations_module],
+                [self.python, "-m", *arguments],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -192,12 +276,11 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise ServiceFailed(
-                f"migrations for service {spec.name!r} did not finish "
-                f"within {self.migrate_timeout:.0f}s",
+                f"{what} did not finish within {self.migrate_timeout:.0f}s",
                 service=spec.name,
                 log_tail=_tail(log_path, offset),
                 log_file=str(log_path),
-                hint="a migration may be waiting on a lock held by another client",
+                hint=timeout_hint,
             ) from None
         except BaseException:
             _kill_group(proc)
@@ -205,11 +288,11 @@ class Supervisor:
         if code != 0:
             tail = _tail(log_path, offset)
             raise ServiceFailed(
-                f"migrations for service {spec.name!r} failed (exit code {code})",
+                f"{what} failed (exit code {code})",
                 service=spec.name,
                 log_tail=tail,
                 log_file=str(log_path),
-                hint=_failure_hint(spec.migrations_module, tail, log_path),
+                hint=_failure_hint(module, tail, log_path),
             )
 
     def start(
@@ -268,14 +351,20 @@ class Supervisor:
             )
         self._starting[name] = proc
         try:
-            address = self._wait_ready(spec, name, proc, ready_file, log_path, offset)
+            ready = self._wait_ready(spec, name, proc, ready_file, log_path, offset)
         except BaseException:
             _stop_processes([proc], grace_period=min(self.grace_period, 3.0))
             raise
         finally:
             del self._starting[name]
         service = RunningService(
-            spec=spec, process=proc, address=address, log_file=log_path, replica=replica
+            spec=spec,
+            process=proc,
+            address=ready.address,
+            log_file=log_path,
+            replica=replica,
+            url=ready.url,
+            identity_dir=identity_dir,
         )
         self._services[name] = service
         return service
@@ -331,11 +420,13 @@ class Supervisor:
         client (the operator CLI) reaches the services over mTLS: paths of its
         ``ca``, ``cert`` and ``key``, and the ``server_name_suffix`` each
         service's certificate is issued under; empty while the services serve
-        plaintext. Paths only: the key stays in its 0600 file. ``complete`` is
-        False while more services are still to start.
+        plaintext. Paths only: the key stays in its 0600 file. ``urls`` holds
+        the public URLs ready files gave (the edge's). ``complete`` is False
+        while more services are still to start.
         """
         document = {
             "services": self.addresses(),
+            "urls": self.urls(),
             "database": database,
             "redis": redis,
             "credentials": dict(credentials or {}),
@@ -364,6 +455,8 @@ class Supervisor:
         env.pop("BANKMESH_REDIS_URL", None)
         if database_url is not None:
             env["BANKMESH_DATABASE_URL"] = database_url
+        for variable in spec.data_dirs:
+            env[variable] = str(self.data_dir_of(spec, variable))
         return env
 
     def _open_log(self, name: str, what: str) -> IO[bytes]:
@@ -389,12 +482,12 @@ class Supervisor:
         ready_file: Path,
         log_path: Path,
         offset: int,
-    ) -> str:
+    ) -> _Ready:
         deadline = time.monotonic() + self.ready_timeout
         while True:
-            address = _read_ready_file(ready_file)
-            if address is not None:
-                return address
+            ready = _read_ready_file(ready_file)
+            if ready is not None:
+                return ready
             code = proc.poll()
             if code is not None:
                 tail = _tail(log_path, offset)
@@ -431,15 +524,25 @@ def _process_label(spec: ServiceSpec, name: str) -> str:
     return f"service {spec.name!r}" if name == spec.name else f"service {spec.name!r} ({name})"
 
 
-def _read_ready_file(path: Path) -> str | None:
+@dataclass(frozen=True)
+class _Ready:
+    address: str
+    url: str | None = None
+
+
+def _read_ready_file(path: Path) -> _Ready | None:
     try:
         document = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         # Not written yet, or written in place by a service that ignores the
         # atomic-rename rule; either way, look again shortly.
         return None
-    address = document.get("address") if isinstance(document, dict) else None
-    return address if isinstance(address, str) and address else None
+    if not isinstance(document, dict):
+        return None
+    address, url = document.get("address"), document.get("url")
+    if not isinstance(address, str) or not address:
+        return None
+    return _Ready(address, url if isinstance(url, str) and url else None)
 
 
 def _failure_hint(module: str, tail: str, log_path: Path) -> str:

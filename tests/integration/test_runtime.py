@@ -5,8 +5,11 @@ directory (``fakesvc``) that implements the service-process contract: gRPC
 health on BANKMESH_LISTEN, a ready file, graceful stop on SIGTERM, and an
 ``app.migrate`` that creates a table. At start it prints what it was given
 (database, the endpoints.json it can already read, its trace file, its Redis
-URL and whether that Redis answers PING) so tests can read it from its log.
-FAKE_MODE makes it crash or hang at start instead.
+URL and whether that Redis answers PING, its FAKE_KEYS directory) so tests
+can read it from its log. FAKE_MODE makes it crash or hang at start instead;
+FAKE_PUBLIC=1 adds a public URL to its ready file, as the edge does.
+``fakesvc.prepare`` is a preparation step (as identity's keys are) that
+creates the FAKE_KEYS directory, or fails with FAKE_PREPARE=fail.
 
 Whole-mesh tests run ``launch`` in a child process (``DRIVER``, configured by
 a JSON argument) so that signals reach a real supervisor the way they do from
@@ -44,6 +47,7 @@ from mesh.runtime.launcher import (
     MAX_REPLICAS,
     MeshConfig,
     launch,
+    with_port,
     with_replicas,
 )
 from mesh.runtime.postgres import (
@@ -56,7 +60,7 @@ from mesh.runtime.postgres import (
 )
 from mesh.runtime.redis import redact_redis_url
 from mesh.runtime.status import check_health
-from mesh.runtime.supervisor import ServiceSpec, Supervisor
+from mesh.runtime.supervisor import Preparation, ServiceSpec, Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +85,7 @@ print("endpoints file: " + endpoints, flush=True)
 seen = json.dumps(json.load(open(endpoints))) if os.path.exists(endpoints) else "<none>"
 print("endpoints at start: " + seen, flush=True)
 print("trace file: " + os.environ.get("BANKMESH_TRACE_FILE", "<none>"), flush=True)
+print("keys dir: " + os.environ.get("FAKE_KEYS", "<none>"), flush=True)
 redis_url = os.environ.get("BANKMESH_REDIS_URL")
 print("redis: " + (redis_url or "<none>"), flush=True)
 if redis_url:
@@ -95,6 +100,8 @@ stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 ready = os.environ["BANKMESH_READY_FILE"]
 document = {"service": "fake", "address": f"{listen.rsplit(':', 1)[0]}:{port}", "pid": os.getpid()}
+if os.environ.get("FAKE_PUBLIC") == "1":
+    document["url"] = "https://" + document["address"]
 with open(ready + ".tmp", "w") as f:
     json.dump(document, f)
 os.replace(ready + ".tmp", ready)
@@ -115,6 +122,21 @@ def migrate(database_url: str) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS fake_migrated (id int)")
 """
 
+FAKE_PREPARE = """
+import os
+import sys
+from pathlib import Path
+
+keys = Path(os.environ["FAKE_KEYS"])
+print(f"preparing {keys}", flush=True)
+if os.environ.get("FAKE_PREPARE") == "fail":
+    print("the fake keys are placeholders", file=sys.stderr)
+    sys.exit(4)
+keys.mkdir(mode=0o700, exist_ok=True)
+(keys / "prepared").write_text("once")
+print(f"prepared {keys}", flush=True)
+"""
+
 DRIVER = """
 import json
 import sys
@@ -122,14 +144,18 @@ from pathlib import Path
 
 from mesh.runtime.errors import MeshError
 from mesh.runtime.launcher import MeshConfig, launch
-from mesh.runtime.supervisor import ServiceSpec
+from mesh.runtime.supervisor import Preparation, ServiceSpec
+
+def spec(options):
+    prepare = options.pop("prepare", None)
+    return ServiceSpec(
+        module="fakesvc", prepare=Preparation(**prepare) if prepare else None, **options
+    )
 
 options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 config = MeshConfig(
     data_dir=Path(sys.argv[1]),
-    services=[
-        ServiceSpec(module="fakesvc", **spec) for spec in options.get("services", [{"name": "fake"}])
-    ],
+    services=[spec(options) for options in options.get("services", [{"name": "fake"}])],
     database_url=options.get("database_url"),
     redis_url=options.get("redis_url"),
     grace_period=5,
@@ -196,6 +222,7 @@ def fake_service_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (package / "__init__.py").write_text("")
     (package / "__main__.py").write_text(textwrap.dedent(FAKE_MAIN))
     (package / "app.py").write_text(textwrap.dedent(FAKE_APP))
+    (package / "prepare.py").write_text(textwrap.dedent(FAKE_PREPARE))
     return root
 
 
@@ -436,11 +463,104 @@ def test_failed_migrations_are_reported_with_their_log_tail(
     assert "RuntimeError: migration 0001 is broken" in failure.value.log_tail
 
 
+def test_a_failed_preparation_is_reported_with_its_log_tail(
+    tmp_path: Path, fake_service_path: Path
+) -> None:
+    """A preparation that exits non-zero stops startup with what it said, in the service's log."""
+    spec = ServiceSpec(
+        name="fake",
+        module="fakesvc",
+        env=_environment(fake_service_path, FAKE_PREPARE="fail"),
+        uses_database=False,
+        data_dirs={"FAKE_KEYS": "fake-keys"},
+        prepare=Preparation(module="fakesvc.prepare", what="fake keys"),
+    )
+    with pytest.raises(
+        ServiceFailed, match="preparing fake keys for service 'fake' failed \\(exit code 4\\)"
+    ) as failure:
+        Supervisor(tmp_path).prepare(spec, None)
+    assert "the fake keys are placeholders" in failure.value.log_tail
+    assert f"preparing {tmp_path / 'fake-keys'}" in failure.value.log_tail
+    assert failure.value.log_file == str(tmp_path / "logs" / "fake.log")
+
+
+def test_a_fixed_port_for_several_processes_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """Two processes cannot share one port: MeshError naming the service, and no data dir made."""
+    spec = ServiceSpec(name="edge", module="fakesvc", port=8443, replicas=2)
+    with pytest.raises(MeshError, match="'edge' runs 2 processes on one port, 8443") as refused:
+        launch(MeshConfig(data_dir=tmp_path / "mesh", services=[spec]))
+    assert refused.value.hint == "give edge port 0 (each process then gets a free port of its own)"
+    assert not (tmp_path / "mesh").exists()
+
+
+def _identity_keys(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mesh.runtime._identity_keys"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_identitys_key_step_creates_private_random_keys_once_and_keeps_them(
+    tmp_path: Path,
+) -> None:
+    """First run: a signing key, data key 1 and the index key, 0600 in 0700; the second changes nothing."""
+    env = {
+        "BANKMESH_IDENTITY_KEY_DIR": str(tmp_path / "identity-keys"),
+        "BANKMESH_IDENTITY_DATA_KEYS": str(tmp_path / "identity-data-keys"),
+    }
+    first = _identity_keys(env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    signing, data = tmp_path / "identity-keys", tmp_path / "identity-data-keys"
+    assert _mode(signing) == _mode(data) == 0o700
+    keys = {path: path.read_bytes() for path in [*signing.iterdir(), *data.iterdir()]}
+    assert {path.name for path in keys if path.parent == data} >= {"data-1.key", "blind-index.key"}
+    assert len([path for path in keys if path.suffix == ".pem"]) == 1
+    assert all(_mode(path) == 0o600 for path in keys)
+    for name in ("data-1.key", "blind-index.key"):
+        key = keys[data / name]
+        assert len(key) == 32
+        assert len(set(key)) > 1  # never a placeholder
+    assert keys[data / "data-1.key"] != keys[data / "blind-index.key"]
+
+    second = _identity_keys(env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert {path: path.read_bytes() for path in [*signing.iterdir(), *data.iterdir()]} == keys
+
+
+def test_identitys_key_step_refuses_a_placeholder_data_key(tmp_path: Path) -> None:
+    """A data key of 32 zero bytes stops the step with identity's own reason, exit code 1."""
+    data = tmp_path / "identity-data-keys"
+    data.mkdir(mode=0o700)
+    for name, key in (("data-1.key", bytes(32)), ("blind-index.key", os.urandom(32))):
+        (data / name).write_bytes(key)
+        (data / name).chmod(0o600)
+    ran = _identity_keys(
+        {
+            "BANKMESH_IDENTITY_KEY_DIR": str(tmp_path / "identity-keys"),
+            "BANKMESH_IDENTITY_DATA_KEYS": str(data),
+        }
+    )
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "placeholder" in ran.stderr
+    assert (data / "data-1.key").read_bytes() == bytes(32)
+
+
 def test_the_mesh_writes_endpoints_for_a_ready_service(running_mesh: Mesh) -> None:
     """endpoints.json lists the service's real address, the database without secrets, no credentials."""
     endpoints = running_mesh.endpoints
-    assert set(endpoints) == {"services", "database", "redis", "credentials", "complete"}
+    assert set(endpoints) == {"services", "urls", "database", "redis", "credentials", "complete"}
     assert endpoints["complete"] is True
+    assert endpoints["urls"] == {}
     assert endpoints["redis"] is None
     assert running_mesh.fake_address.startswith("127.0.0.1:")
     assert not running_mesh.fake_address.endswith(":0")
@@ -542,13 +662,19 @@ def test_an_unreachable_database_url_says_where_and_what_to_do(tmp_path: Path) -
 def two_services(
     tmp_path_factory: pytest.TempPathFactory, fake_service_path: Path, postgres_server_url: str
 ) -> Iterator[Mesh]:
-    """``first`` then ``second``, no database, no Redis; a stale endpoints.json waits for them."""
+    """``first`` then ``second`` (prepared, with a URL), no database, no Redis; a stale endpoints.json."""
     data_dir = tmp_path_factory.mktemp("two")
     stale = {"services": {"first": ["127.0.0.1:1"]}, "complete": False}
     (data_dir / "endpoints.json").write_text(json.dumps(stale))
     services = [
         {"name": "first", "uses_database": False},
-        {"name": "second", "uses_database": False},
+        {
+            "name": "second",
+            "uses_database": False,
+            "env": {"FAKE_PUBLIC": "1"},
+            "data_dirs": {"FAKE_KEYS": "fake-keys"},
+            "prepare": {"module": "fakesvc.prepare", "what": "fake keys"},
+        },
     ]
     mesh = _start_mesh(
         data_dir,
@@ -598,6 +724,25 @@ def test_every_process_gets_a_trace_file_of_its_own_under_the_data_dir(
     for name in ("first", "second"):
         trace_file = two_services.data_dir / "traces" / f"{name}.jsonl"
         assert f"trace file: {trace_file}\n" in two_services.log(name)
+
+
+def test_a_services_data_dirs_are_absolute_and_prepared_once_before_it_starts(
+    two_services: Mesh,
+) -> None:
+    """FAKE_KEYS is <data_dir>/fake-keys; the preparation made it before the service started."""
+    keys = two_services.data_dir / "fake-keys"
+    log = two_services.log("second")
+    assert f"keys dir: {keys}\n" in log
+    assert log.index("preparing fake keys (fakesvc.prepare)") < log.index(f"prepared {keys}")
+    assert log.index(f"prepared {keys}") < log.index("fake service starting")
+    assert (keys / "prepared").read_text() == "once"
+    assert "keys dir: <none>\n" in two_services.log("first")
+
+
+def test_a_public_url_in_a_ready_file_is_listed_under_urls(two_services: Mesh) -> None:
+    """The URL the second service reported is in endpoints.json by service; the first has none."""
+    [address] = two_services.addresses("second")
+    assert two_services.endpoints["urls"] == {"second": [f"https://{address}"]}
 
 
 def test_no_redis_is_started_or_passed_when_no_service_uses_it(two_services: Mesh) -> None:
@@ -749,10 +894,37 @@ def test_bankmesh_up_explains_an_unreachable_redis_url(
     assert "hunter2" not in output
 
 
-def test_the_default_mesh_starts_payment_after_account_and_risk_and_gives_redis_to_risk() -> None:
-    """Payment calls both others at start, so it comes last; only risk uses Redis."""
-    assert [spec.name for spec in DEFAULT_SERVICES] == ["account", "risk", "payment"]
-    assert [spec.name for spec in DEFAULT_SERVICES if spec.uses_redis] == ["risk"]
+def test_the_default_mesh_starts_identity_after_account_payment_after_risk_and_the_edge_last() -> (
+    None
+):
+    """Payment calls account and risk, the edge calls everyone: each comes after what it calls."""
+    assert [spec.name for spec in DEFAULT_SERVICES] == [
+        "account",
+        "identity",
+        "risk",
+        "payment",
+        "edge",
+    ]
+    assert [spec.name for spec in DEFAULT_SERVICES if spec.uses_redis] == [
+        "identity",
+        "risk",
+        "edge",
+    ]
+    assert [spec.name for spec in DEFAULT_SERVICES if not spec.uses_database] == ["edge"]
+    assert all(spec.port == 0 for spec in DEFAULT_SERVICES)
+
+
+def test_identity_gets_its_two_key_directories_under_the_data_dir_and_a_key_step() -> None:
+    """Signing keys in identity-keys, data keys in identity-data-keys, made by identity's code."""
+    identity = next(spec for spec in DEFAULT_SERVICES if spec.name == "identity")
+    assert identity.data_dirs == {
+        "BANKMESH_IDENTITY_KEY_DIR": "identity-keys",
+        "BANKMESH_IDENTITY_DATA_KEYS": "identity-data-keys",
+    }
+    assert identity.prepare == Preparation(
+        module="mesh.runtime._identity_keys", what="identity keys"
+    )
+    assert all(not spec.data_dirs for spec in DEFAULT_SERVICES if spec.name != "identity")
 
 
 def test_replica_counts_apply_to_the_services_named() -> None:
@@ -760,13 +932,13 @@ def test_replica_counts_apply_to_the_services_named() -> None:
     services = with_replicas(DEFAULT_SERVICES, ["payment=2", " account = 3 "])
     assert {spec.name: spec.replicas for spec in services} == {
         "account": 3,
+        "identity": 1,
         "risk": 1,
         "payment": 2,
+        "edge": 1,
     }
-    assert [spec.process_name(n) for spec in services[2:] for n in (1, 2)] == [
-        "payment-1",
-        "payment-2",
-    ]
+    payment = next(spec for spec in services if spec.name == "payment")
+    assert [payment.process_name(n) for n in (1, 2)] == ["payment-1", "payment-2"]
     assert DEFAULT_SERVICES[0].process_name(1) == "account"
 
 
@@ -775,7 +947,11 @@ def test_replica_counts_apply_to_the_services_named() -> None:
     [
         ("payment", "expected SERVICE=COUNT"),
         ("=2", "expected SERVICE=COUNT"),
-        ("ledger=2", "no service 'ledger' in 'ledger=2'; the mesh runs account, risk, payment"),
+        (
+            "ledger=2",
+            "no service 'ledger' in 'ledger=2'; "
+            "the mesh runs account, identity, risk, payment, edge",
+        ),
         ("payment=0", f"must be a whole number from 1 to {MAX_REPLICAS}"),
         (f"payment={MAX_REPLICAS + 1}", f"must be a whole number from 1 to {MAX_REPLICAS}"),
         ("payment=two", "must be a whole number"),
@@ -801,5 +977,17 @@ def test_bankmesh_up_refuses_bad_replicas_before_starting_anything(tmp_path: Pat
     code, output = _cli("up", "--data-dir", str(tmp_path / "mesh"), "--replicas", "ledger=2")
     assert code == 2
     assert "--replicas" in output
-    assert "the mesh runs account, risk, payment" in output
+    assert "the mesh runs account, identity, risk, payment, edge" in output
     assert not (tmp_path / "mesh").exists()
+
+
+def test_a_port_given_to_one_service_leaves_the_others_on_free_ports() -> None:
+    """`bankmesh up --edge-port 8443` fixes the edge's port and nothing else."""
+    services = with_port(DEFAULT_SERVICES, "edge", 8443)
+    assert {spec.name: spec.port for spec in services} == {
+        "account": 0,
+        "identity": 0,
+        "risk": 0,
+        "payment": 0,
+        "edge": 8443,
+    }
