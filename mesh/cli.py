@@ -16,7 +16,9 @@ code 2.
 ``bankmesh risk ...`` is the risk service's own CLI (``services.risk.cli:app``),
 mounted here but imported only when used: it loads scikit-learn, which would
 otherwise add a second to every other command. A checkout without it simply
-has no ``risk`` command.
+has no ``risk`` command. ``bankmesh keys ...`` and ``bankmesh users ...`` are
+the identity service's (``services.identity.cli:app``: its signing and data
+keys, its staff users), mounted the same way.
 """
 
 from __future__ import annotations
@@ -54,12 +56,21 @@ from bankmesh.account.v1 import account_pb2
 from bankmesh.common.v1 import context_pb2, money_pb2
 from bankmesh.payment.v1 import payment_pb2, payment_service_pb2
 from mesh.operator import AmountError, Operator, RpcFailed, hint_for, parse_amount
-from mesh.pki import issue_mesh_identities
+from mesh.pki import CA_CERT, issue_mesh_identities
 from mesh.runtime import backup as backups
 from mesh.runtime.errors import MeshError
-from mesh.runtime.launcher import DEFAULT_SERVICES, MeshConfig, RunningMesh, launch, with_replicas
+from mesh.runtime.launcher import (
+    DEFAULT_SERVICES,
+    EDGE,
+    MeshConfig,
+    RunningMesh,
+    launch,
+    with_port,
+    with_replicas,
+)
 from mesh.runtime.postgres import wal_archive_dir
 from mesh.runtime.status import check_all, read_endpoints
+from mesh.runtime.supervisor import RunningService
 from services.common.money import MINOR_UNIT_EXPONENTS, Money
 
 app = typer.Typer(
@@ -121,6 +132,9 @@ class _RichReporter:
                 Text(f"embedded Redis already running (pid {redis.pid}, reused): {mesh.redis}")
             )
         self.console.print(Text(f"endpoints: {mesh.endpoints_file}"))
+        for service in mesh.services:
+            if service.url:
+                self.console.print(_public_panel(service.process_name, service.url, service))
         self.console.print(
             Text(f"Press Ctrl-C to stop (or: kill {mesh.supervisor_pid}).", style="bold")
         )
@@ -135,11 +149,34 @@ class _RichReporter:
         err_console.print(Text(f"warning: {message}", style="yellow"))
 
 
+def _public_panel(name: str, url: str, service: RunningService) -> Panel:
+    """The edge's URL, what to trust, and what to try: the line a newcomer looks for."""
+    rows: list[tuple[str, str | Text]] = [("HTTPS API", Text(url, style="bold green"))]
+    if service.identity_dir is not None:
+        ca = _shown(service.identity_dir / CA_CERT)
+        rows.append(("trust", f"curl --cacert {ca} {url}/readyz"))
+    rows.append(("API", f"{url}/openapi.json, docs/api.md"))
+    return Panel(_grid(*rows), title=f"{name}: for apps", expand=False, border_style="green")
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it is under it: shorter to paste."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def _fail(exc: MeshError) -> typer.Exit:
     err_console.print(Text.assemble(("error: ", "bold red"), exc.message))
     if exc.hint:
         err_console.print(Text.assemble(("hint: ", "bold yellow"), exc.hint))
     return typer.Exit(1)
+
+
+# A port that stays the same across restarts, so an app under development
+# keeps its base URL; `--edge-port 0` takes any free one.
+DEFAULT_EDGE_PORT = 8443
 
 
 @app.command()
@@ -156,15 +193,27 @@ def up(
             help="Run COUNT processes (1-8) of SERVICE, each on its own port; repeatable.",
         ),
     ] = None,
+    edge_port: Annotated[
+        int,
+        typer.Option(
+            "--edge-port",
+            min=0,
+            max=65535,
+            help="Port of the HTTPS edge for apps (0: any free port, needed for edge replicas).",
+        ),
+    ] = DEFAULT_EDGE_PORT,
 ) -> None:
     """Start PostgreSQL and Redis (DATABASE_URL / REDIS_URL, else embedded) and every service.
 
-    Stops everything on Ctrl-C.
+    The services speak gRPC over mTLS to each other; apps reach them through
+    the HTTPS edge, whose URL is printed once everything is up. Stops
+    everything on Ctrl-C.
     """
     try:
         services = with_replicas(DEFAULT_SERVICES, replicas or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--replicas") from None
+    services = with_port(services, EDGE, edge_port)
     config = MeshConfig(
         data_dir=data_dir,
         listen_host=listen_host,
@@ -968,16 +1017,20 @@ class _LazyCommands(TyperGroup):
     """The commands of another Typer app, imported the first time they are listed or run.
 
     Only the app's commands are taken over, not a callback of its own: the
-    risk CLI has none.
+    risk and identity CLIs have none. ``subgroup`` takes the commands of one
+    of the app's groups instead (identity's ``keys``, its ``users``).
     """
 
     target = ""  # "module:attribute" of a typer.Typer
+    subgroup = ""
 
     def _load(self) -> None:
         if self.commands:
             return
         module_name, _, attribute = self.target.partition(":")
         group = typer.main.get_command(getattr(importlib.import_module(module_name), attribute))
+        if self.subgroup:
+            group = getattr(group, "commands", {})[self.subgroup]
         self.commands.update(getattr(group, "commands", {}))
 
     def list_commands(self, ctx: Any) -> list[str]:
@@ -993,8 +1046,19 @@ class _RiskCommands(_LazyCommands):
     target = "services.risk.cli:app"
 
 
-def _mount_risk() -> None:
-    module = _RiskCommands.target.partition(":")[0]
+class _KeyCommands(_LazyCommands):
+    target = "services.identity.cli:app"
+    subgroup = "keys"
+
+
+class _UserCommands(_LazyCommands):
+    target = "services.identity.cli:app"
+    subgroup = "users"
+
+
+def _mount(commands: type[_LazyCommands], name: str, help_text: str) -> None:
+    """Add ``commands`` as ``bankmesh NAME`` when the checkout has their module."""
+    module = commands.target.partition(":")[0]
     try:
         present = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -1003,13 +1067,20 @@ def _mount_risk() -> None:
         present = False
     if present:
         app.add_typer(
-            typer.Typer(cls=_RiskCommands, no_args_is_help=True, add_completion=False),
-            name="risk",
-            help="Train and evaluate the risk service's fraud model.",
+            typer.Typer(cls=commands, no_args_is_help=True, add_completion=False),
+            name=name,
+            help=help_text,
         )
 
 
-_mount_risk()
+_mount(_RiskCommands, "risk", "Train and evaluate the risk service's fraud model.")
+_mount(
+    _KeyCommands,
+    "keys",
+    "The identity service's keys: token signing keys and personal-data keys "
+    "(default directories: .bankmesh/identity-keys, .bankmesh/identity-data-keys).",
+)
+_mount(_UserCommands, "users", "The identity service's staff users.")
 
 
 def main() -> None:

@@ -9,9 +9,11 @@
   that makes them, so the server cannot share the test's loop.
 * `pay` is checked for its arguments and its error rendering without a
   payment service, then end to end: `launch` (what `bankmesh up` runs) in a
-  child process with the real account, risk and two payment replicas, on an
-  embedded PostgreSQL and Redis of their own under a temporary data
-  directory, so the test touches no shared database.
+  child process with the real account, identity, risk, two payment replicas
+  and the edge, on an embedded PostgreSQL and Redis of their own under a
+  temporary data directory, so the test touches no shared database. `status`
+  runs against that mesh too.
+* `risk`, `keys` and `users` are the services' own CLIs, mounted lazily.
 """
 
 from __future__ import annotations
@@ -416,17 +418,42 @@ def test_bankmesh_risk_runs_the_risk_services_own_commands() -> None:
     assert "evaluate" in result.output
 
 
-def test_bankmesh_loads_the_risk_cli_only_when_it_is_used() -> None:
-    """Listing the commands shows `risk` without importing scikit-learn, which costs a second."""
+def test_bankmesh_loads_the_risk_and_identity_clis_only_when_they_are_used() -> None:
+    """Listing the commands shows `risk`, `keys` and `users` without importing either CLI."""
     probe = (
         "import sys; from typer.testing import CliRunner; from mesh.cli import app; "
         "out = CliRunner().invoke(app, ['--help'], env={'COLUMNS': '200'}).output; "
-        "print('fraud model' in out, 'sklearn' in sys.modules)"
+        "print('fraud model' in out, 'identity service' in out, 'staff users' in out, "
+        "'sklearn' in sys.modules, 'services.identity.cli' in sys.modules)"
     )
     answer = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
-    assert answer.stdout.split() == ["True", "False"], answer.stderr
+    assert answer.stdout.split() == ["True", "True", "True", "False", "False"], answer.stderr
+
+
+def test_bankmesh_keys_runs_the_identity_services_key_commands() -> None:
+    """`bankmesh keys --help` lists identity's rotate, list, retire, rotate-data and rewrap-data."""
+    result = CliRunner().invoke(app, ["keys", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for command in ("rotate", "list", "retire", "rotate-data", "rewrap-data"):
+        assert f" {command} " in result.output, command
+    users = CliRunner().invoke(app, ["users", "--help"], env={"COLUMNS": "200"})
+    assert users.exit_code == 0, users.output
+    assert "add-staff" in users.output
+
+
+def test_bankmesh_keys_rotate_creates_the_first_signing_key_in_the_directory_given(
+    tmp_path: Path,
+) -> None:
+    """A first `keys rotate` makes one private key in a 0700 directory, through identity's code."""
+    key_dir = tmp_path / "identity-keys"
+    result = CliRunner().invoke(app, ["keys", "rotate", "--key-dir", str(key_dir)])
+    assert result.exit_code == 0, result.output
+    assert "created the first signing key" in result.output
+    assert key_dir.stat().st_mode & 0o777 == 0o700
+    [pem] = key_dir.glob("*.pem")
+    assert pem.stat().st_mode & 0o777 == 0o600
 
 
 def test_bankmesh_works_without_the_risk_cli() -> None:
@@ -456,7 +483,7 @@ sys.exit(launch(config))
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """account, risk and two payment replicas on embedded engines: the data dir, once all are up."""
+    """The default services, payment twice, on embedded engines: the data dir, once all are up."""
     data_dir = tmp_path_factory.mktemp("whole-mesh")
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANKMESH_")}
     env.pop("DATABASE_URL", None)
@@ -501,12 +528,33 @@ def _complete(endpoints: Path) -> bool:
     return document.get("complete") is True
 
 
+def test_the_launched_mesh_lists_identity_and_the_edge_with_its_https_url(launched: Path) -> None:
+    """endpoints.json has all five services, payment twice, and the edge's URL under urls."""
+    endpoints = json.loads((launched / "endpoints.json").read_text())
+    assert list(endpoints["services"]) == ["account", "identity", "risk", "payment", "edge"]
+    assert len(endpoints["services"]["payment"]) == 2
+    [edge] = endpoints["services"]["edge"]
+    assert endpoints["urls"] == {"edge": [f"https://{edge}"]}
+    for directory in ("identity-keys", "identity-data-keys"):
+        assert (launched / directory).stat().st_mode & 0o777 == 0o700
+
+
+def test_bankmesh_status_asks_the_edge_over_https_and_the_services_over_grpc(
+    launched: Path,
+) -> None:
+    """Every process SERVING, the edge by its URL (GET /readyz, trusting the mesh CA); exit 0."""
+    code, output = run("status", data_dir=launched)
+    assert code == 0, output
+    rows = {row[0]: row for row in table_rows(output)}
+    assert set(rows) == {"account", "edge", "identity", "payment-1", "payment-2", "risk"}
+    assert all(row[2] == "SERVING" for row in rows.values()), output
+    assert rows["edge"][1].startswith("https://127.0.0.1:")
+
+
 def test_a_payment_through_the_launched_mesh_completes_and_moves_the_money(
     launched: Path,
 ) -> None:
     """Open, deposit and pay with the CLI: COMPLETED, approved by risk, balances exact."""
-    endpoints = json.loads((launched / "endpoints.json").read_text())
-    assert len(endpoints["services"]["payment"]) == 2
     alice = open_account(launched, "alice")
     bob = open_account(launched, "bob")
     deposit(launched, alice, "100")

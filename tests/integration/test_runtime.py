@@ -991,3 +991,12 @@ def test_a_port_given_to_one_service_leaves_the_others_on_free_ports() -> None:
         "payment": 0,
         "edge": 8443,
     }
+
+
+def test_bankmesh_up_refuses_edge_replicas_on_one_fixed_port(tmp_path: Path) -> None:
+    """Two edges cannot share --edge-port: exit 1 with the fix (port 0); nothing is created."""
+    code, output = _cli("up", "--data-dir", str(tmp_path / "mesh"), "--replicas", "edge=2")
+    assert code == 1, output
+    assert "error: service 'edge' runs 2 processes on one port, 8443" in output
+    assert "hint: give edge port 0" in output
+    assert not (tmp_path / "mesh").exists()
