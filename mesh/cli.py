@@ -19,6 +19,9 @@ otherwise add a second to every other command. A checkout without it simply
 has no ``risk`` command. ``bankmesh keys ...`` and ``bankmesh users ...`` are
 the identity service's (``services.identity.cli:app``: its signing and data
 keys, its staff users), mounted the same way.
+
+``bankmesh demo`` (mesh.runtime.demo) gives a running mesh two customers who
+sign in at the edge, and prints the curl commands to try the HTTPS API with.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Annotated, Any
 
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
-from rich.console import Console
+from rich.console import Console, Group
 from rich.panel import Panel
 from rich.progress import (
     BarColumn,
@@ -48,6 +51,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -58,6 +62,7 @@ from bankmesh.payment.v1 import payment_pb2, payment_service_pb2
 from mesh.operator import AmountError, Operator, RpcFailed, hint_for, parse_amount
 from mesh.pki import CA_CERT, issue_mesh_identities
 from mesh.runtime import backup as backups
+from mesh.runtime import demo as demos
 from mesh.runtime.errors import MeshError
 from mesh.runtime.launcher import (
     DEFAULT_SERVICES,
@@ -155,6 +160,7 @@ def _public_panel(name: str, url: str, service: RunningService) -> Panel:
     if service.identity_dir is not None:
         ca = _shown(service.identity_dir / CA_CERT)
         rows.append(("trust", f"curl --cacert {ca} {url}/readyz"))
+    rows.append(("try it", "bankmesh demo   (demo customers and the curl commands to paste)"))
     rows.append(("API", f"{url}/openapi.json, docs/api.md"))
     return Panel(_grid(*rows), title=f"{name}: for apps", expand=False, border_style="green")
 
@@ -520,6 +526,49 @@ def pay(
         if hint:
             err_console.print(Text.assemble(("hint: ", "bold yellow"), hint))
         raise typer.Exit(1)
+
+
+@app.command()
+def demo(data_dir: DataDir = Path(".bankmesh")) -> None:
+    """Give the running mesh two demo customers who sign in at the edge, and show how to try it.
+
+    DEMO ONLY: the sign-ins share a published password. Running it again
+    changes nothing.
+    """
+    try:
+        with console.status("Setting up the demo customers..."):
+            made = demos.seed_demo(data_dir)
+    except MeshError as exc:
+        raise _fail(exc) from None
+    customers = Table(box=None, padding=(0, 2), show_edge=False)
+    for column in ("customer", "sign in with", "account (EUR)", "available"):
+        customers.add_column(column, no_wrap=True)
+    for customer in made.customers:
+        customers.add_row(
+            customer.person.full_name,
+            customer.email,
+            customer.account_id,
+            _amount_text(customer.available_minor_units, demos.CURRENCY),
+        )
+    info = _grid(
+        ("HTTPS API", Text(made.edge_url, style="bold green")),
+        ("trust", f"{made.ca_file} (the mesh CA: curl --cacert {made.ca_file})"),
+        ("password", Text.assemble(made.password, ("   demo only: it is public", "bold red"))),
+    )
+    console.print(
+        Panel(
+            Group(info, Text(""), customers),
+            title="bankmesh demo: for a local mesh only",
+            expand=False,
+        )
+    )
+    console.print(
+        Rule("try the API: paste these into bash or zsh (they need curl and jq)", align="left")
+    )
+    for number, command in enumerate(demos.walkthrough(made), start=1):
+        console.print(Text(f"# {number}. {command.title}", style="dim"), soft_wrap=True)
+        console.print(Text(command.shell), soft_wrap=True)
+    console.print(Text("More: docs/api.md, and the README's walkthrough.", style="dim"))
 
 
 @contextmanager

@@ -12,7 +12,7 @@
   child process with the real account, identity, risk, two payment replicas
   and the edge, on an embedded PostgreSQL and Redis of their own under a
   temporary data directory, so the test touches no shared database. `status`
-  runs against that mesh too.
+  and `demo` run against that mesh too.
 * `risk`, `keys` and `users` are the services' own CLIs, mounted lazily.
 """
 
@@ -549,6 +549,37 @@ def test_bankmesh_status_asks_the_edge_over_https_and_the_services_over_grpc(
     assert set(rows) == {"account", "edge", "identity", "payment-1", "payment-2", "risk"}
     assert all(row[2] == "SERVING" for row in rows.values()), output
     assert rows["edge"][1].startswith("https://127.0.0.1:")
+
+
+def test_bankmesh_demo_prints_the_edge_the_sign_ins_and_the_commands_and_can_run_again(
+    launched: Path,
+) -> None:
+    """The panel has the URL, both sign-ins and account ids; five commands follow; a rerun agrees."""
+    code, output = run("demo", data_dir=launched)
+    assert code == 0, output
+    endpoints = json.loads((launched / "endpoints.json").read_text())
+    [url] = endpoints["urls"]["edge"]
+    assert url in output
+    assert "alice@example.com" in output
+    assert "bob@example.com" in output
+    assert "bankmesh-demo-only   demo only: it is public" in output
+    accounts = re.findall(r"(?:Alice|Bob) Example\s+\S+\s+(" + UUID.pattern + ")", output)
+    assert len(accounts) == 2, output
+    assert re.search(r"Alice Example .* EUR 500\.00", output), output
+    assert [line[:5] for line in output.splitlines() if line.startswith("# ")] == [
+        f"# {n}. " for n in range(1, 6)
+    ]
+    assert output.count(f"curl -s --cacert {launched / 'pki' / 'edge' / 'ca.pem'} {url}/") == 6
+    again_code, again = run("demo", data_dir=launched)
+    assert again_code == 0, again
+    assert re.findall(UUID, again) == re.findall(UUID, output)
+
+
+def test_bankmesh_demo_without_a_mesh_says_how_to_start_one(tmp_path: Path) -> None:
+    """No endpoints.json: exit 1 and `bankmesh up` as the hint, nothing else tried."""
+    code, output = run("demo", data_dir=tmp_path)
+    assert code == 1
+    assert f"no running mesh in {tmp_path}" in output
 
 
 def test_a_payment_through_the_launched_mesh_completes_and_moves_the_money(
