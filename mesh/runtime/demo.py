@@ -350,43 +350,41 @@ def walkthrough(demo: Demo, *, idempotency_key: str = "alice-pays-bob-dinner") -
     keeps the sign-in's answer in ``$LOGIN`` and its access token in ``$TOKEN``.
     """
     alice, bob = demo.customer("alice"), demo.customer("bob")
-    curl = f"curl -s --cacert {demo.ca_file}"
+    curl = f"curl -s --cacert {demo.ca_file} {demo.edge_url}"
     json_body = "-H 'Content-Type: application/json'"
     bearer = '-H "Authorization: Bearer $TOKEN"'
-    login = json.dumps({"email": alice.email, "password": demo.password})
-    payment = json.dumps(
-        {
-            "sourceAccountId": alice.account_id,
-            "destinationAccountId": bob.account_id,
-            "amount": {"currencyCode": CURRENCY, "minorUnits": "2550"},
-            "reference": "dinner",
-        }
-    )
-    url = demo.edge_url
     status = "-w ' HTTP %{http_code}\\n'"
+    login = json.dumps({"email": alice.email, "password": demo.password})
+    amount = {"currencyCode": CURRENCY, "minorUnits": "2550"}
+    # One member a line inside the quotes: whitespace, to JSON and to the shell.
+    members = [
+        f'"sourceAccountId": {json.dumps(alice.account_id)}',
+        f'"destinationAccountId": {json.dumps(bob.account_id)}',
+        f'"amount": {json.dumps(amount)}, "reference": "dinner"',
+    ]
+    payment = "{" + ",\n         ".join(members) + "}"
+    more = " \\\n    "
     return [
         Command(
             "Sign in as Alice; her access token goes into $TOKEN",
-            f"LOGIN=$({curl} {url}/v1/auth/login \\\n"
-            f"    {json_body} -d '{login}')\n"
+            f"LOGIN=$({curl}/v1/auth/login{more}{json_body}{more}-d '{login}')\n"
             'TOKEN=$(jq -r .tokens.accessToken <<<"$LOGIN"); jq . <<<"$LOGIN"',
         ),
-        Command("Her accounts, with their balances", f"{curl} {url}/v1/accounts {bearer} | jq ."),
+        Command("Her accounts, with their balances", f"{curl}/v1/accounts{more}{bearer} | jq ."),
         Command(
             "Pay Bob 25.50 (again with the same key: the same payment, paid once)",
-            f"{curl} {url}/v1/payments {bearer} \\\n"
-            f"    {json_body} -H 'Idempotency-Key: {idempotency_key}' \\\n"
-            f"    -d '{payment}' | jq .",
+            f"{curl}/v1/payments{more}{bearer} {json_body}"
+            f"{more}-H 'Idempotency-Key: {idempotency_key}'"
+            f"{more}-d '{payment}' | jq .",
         ),
         Command(
             "Her statement, newest entry first",
-            f"{curl} {url}/v1/accounts/{alice.account_id}/entries {bearer} | jq .",
+            f"{curl}/v1/accounts/{alice.account_id}/entries{more}{bearer} | jq .",
         ),
         Command(
             "Sign out: the session ends, and $TOKEN is refused from now on",
-            f"{curl} {url}/v1/auth/logout {bearer} \\\n"
-            f'    {json_body} -d "$(jq \'{{refreshToken: .tokens.refreshToken}}\' <<<"$LOGIN")" '
-            f"{status}\n"
-            f"{curl} {url}/v1/accounts {bearer} {status}",
+            f"{curl}/v1/auth/logout {status}{more}{bearer} {json_body}"
+            f'{more}-d "$(jq \'{{refreshToken: .tokens.refreshToken}}\' <<<"$LOGIN")"\n'
+            f"{curl}/v1/accounts {status}{more}{bearer}",
         ),
     ]
