@@ -117,6 +117,7 @@ class World:
     alice: Party
     bob: Party
     payee_account: str  # Carol's: someone else's, so neither's payment shows to the other
+    bobs_objects_before: bytes = b""
 
     def client(self) -> httpx.Client:
         trust = ssl.create_default_context(cafile=str(self.demo.ca_file))
@@ -177,7 +178,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                         "user": user_id,
                     },
                 )
-        yield World(demo, data_dir, parties["alice"], parties["bob"], carol)
+        world = World(demo, data_dir, parties["alice"], parties["bob"], carol)
+        world.bobs_objects_before = snapshot(world)
+        yield world
 
 
 def request_for(case: Case, world: World, owner: Party) -> tuple[str, str, dict[str, Any]]:
@@ -263,19 +266,11 @@ def test_customer_a_is_refused_customer_bs_object(case: Case, world: World) -> N
 
 def test_customer_bs_objects_are_unchanged_after_the_matrix(world: World) -> None:
     """Bob's account, payment, customer record, accounts list and roles are as they were."""
-    assert snapshot(world) == BEFORE[id(world)]
+    assert snapshot(world) == world.bobs_objects_before
     with world.client() as client:
         me = client.get("/v1/me", headers=bearer(world.bob.token))
     assert me.status_code == 200, me.text  # his session was not ended either
     assert me.json()["user"]["roles"] == ["ROLE_CUSTOMER"]
-
-
-BEFORE: dict[int, bytes] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def before(world: World) -> None:
-    BEFORE[id(world)] = snapshot(world)
 
 
 def snapshot(world: World) -> bytes:
