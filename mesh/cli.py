@@ -74,7 +74,7 @@ from mesh.runtime.launcher import (
     with_replicas,
 )
 from mesh.runtime.postgres import wal_archive_dir
-from mesh.runtime.status import check_all, read_endpoints
+from mesh.runtime.status import check_all, local_url, read_endpoints
 from mesh.runtime.supervisor import RunningService
 from services.common.money import MINOR_UNIT_EXPONENTS, Money
 
@@ -139,7 +139,8 @@ class _RichReporter:
         self.console.print(Text(f"endpoints: {mesh.endpoints_file}"))
         for service in mesh.services:
             if service.url:
-                self.console.print(_public_panel(service.process_name, service.url, service))
+                data_dir = mesh.endpoints_file.parent
+                self.console.print(_public_panel(service.process_name, data_dir, service))
         self.console.print(
             Text(f"Press Ctrl-C to stop (or: kill {mesh.supervisor_pid}).", style="bold")
         )
@@ -154,13 +155,17 @@ class _RichReporter:
         err_console.print(Text(f"warning: {message}", style="yellow"))
 
 
-def _public_panel(name: str, url: str, service: RunningService) -> Panel:
-    """The edge's URL, what to trust, and what to try: the line a newcomer looks for."""
+def _public_panel(name: str, data_dir: Path, service: RunningService) -> Panel:
+    """The edge's URL, what to trust, and what to try: the lines a newcomer looks for."""
+    url = local_url(service.url or "")
     rows: list[tuple[str, str | Text]] = [("HTTPS API", Text(url, style="bold green"))]
     if service.identity_dir is not None:
         ca = _shown(service.identity_dir / CA_CERT)
         rows.append(("trust", f"curl --cacert {ca} {url}/readyz"))
-    rows.append(("try it", "bankmesh demo   (demo customers and the curl commands to paste)"))
+    demo = "bankmesh demo"
+    if data_dir != Path(".bankmesh").resolve():
+        demo += f" --data-dir {_shown(data_dir)}"
+    rows.append(("try it", f"{demo}   (demo customers and the curl commands to paste)"))
     rows.append(("API", f"{url}/openapi.json, docs/api.md"))
     return Panel(_grid(*rows), title=f"{name}: for apps", expand=False, border_style="green")
 

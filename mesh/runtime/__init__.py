@@ -11,7 +11,9 @@ The pieces, from the bottom up:
 * ``launcher``: puts the two together for ``bankmesh up``, including signal
   handling and the order of shutdown.
 * ``status``: reads ``endpoints.json`` and asks each service for its gRPC
-  health.
+  health (the HTTPS edge: ``GET /readyz``).
+* ``demo``: ``bankmesh demo``'s customers for a running mesh, and the curl
+  commands of the README's walkthrough.
 
 Failures the operator can fix are raised as ``errors.MeshError`` with a hint;
 the CLI (``mesh.cli``) only renders progress, tables and those errors.

@@ -45,7 +45,7 @@ from bankmesh.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 from mesh.operator import CALL_TIMEOUT, Operator, RpcFailed, operator_channel, rpc_failure
 from mesh.pki import CA_CERT, EDGE, identity_directory
 from mesh.runtime.errors import MeshError
-from mesh.runtime.status import read_endpoints
+from mesh.runtime.status import local_url, read_endpoints
 
 # Fixed forever: the demo's ids are derived from it (and printed in the README).
 DEMO_NAMESPACE = uuid.UUID("5d7c2f3e-9b1a-4c6d-8e2f-0a1b2c3d4e5f")
@@ -141,7 +141,7 @@ def seed_demo(data_dir: Path, *, ready_timeout: float = 30.0) -> Demo:
             f"endpoints.json in {data_dir} has no URL for the edge",
             hint="restart the mesh with `bankmesh up`; it rewrites the file",
         )
-    edge = _Edge(urls[0], identity_directory(Path(data_dir) / "pki", EDGE) / CA_CERT)
+    edge = _Edge(local_url(urls[0]), identity_directory(Path(data_dir) / "pki", EDGE) / CA_CERT)
     edge.wait_ready(ready_timeout)
     customers = []
     with (

@@ -202,6 +202,22 @@ def check_health(
     return ServiceHealth(name, address, status_name)
 
 
+def local_url(url: str) -> str:
+    """``url`` as a client on this machine dials it: a wildcard host becomes loopback.
+
+    A process listening on every address (``--listen-host 0.0.0.0``) reports
+    that address, which no certificate names; 127.0.0.1 (or localhost, for
+    ``::``) reaches it and is named in the edge's certificate.
+    """
+    parts = urlsplit(url)
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "localhost"}  # noqa: S104 - read, not bound
+    wildcard = loopback.get(parts.hostname or "")
+    if wildcard is None:
+        return url
+    netloc = f"{wildcard}:{parts.port}" if parts.port else wildcard
+    return parts._replace(netloc=netloc).geturl()
+
+
 def check_readiness(
     name: str, url: str, *, ca: Path | None = None, timeout: float = 2.0
 ) -> ServiceHealth:
@@ -210,7 +226,7 @@ def check_readiness(
     200 is SERVING; another answer NOT_SERVING with what the server said
     (the edge names the dependency that is down); no answer UNREACHABLE.
     """
-    parts = urlsplit(url)
+    parts = urlsplit(local_url(url))
     if parts.scheme != "https" or not parts.hostname:
         return ServiceHealth(name, url, "UNREACHABLE", "not an https:// URL")
     try:

@@ -59,7 +59,7 @@ from mesh.runtime.postgres import (
     with_database,
 )
 from mesh.runtime.redis import redact_redis_url
-from mesh.runtime.status import check_health
+from mesh.runtime.status import check_health, local_url
 from mesh.runtime.supervisor import Preparation, ServiceSpec, Supervisor
 
 pytestmark = pytest.mark.integration
@@ -1000,3 +1000,11 @@ def test_bankmesh_up_refuses_edge_replicas_on_one_fixed_port(tmp_path: Path) -> 
     assert "error: service 'edge' runs 2 processes on one port, 8443" in output
     assert "hint: give edge port 0" in output
     assert not (tmp_path / "mesh").exists()
+
+
+def test_a_url_on_every_address_is_dialled_on_loopback_where_the_certificate_names_it() -> None:
+    """https://0.0.0.0:8443 becomes 127.0.0.1, [::] localhost; other hosts stay as they are."""
+    assert local_url("https://0.0.0.0:8443") == "https://127.0.0.1:8443"
+    assert local_url("https://[::]:8443") == "https://localhost:8443"
+    assert local_url("https://127.0.0.1:8443") == "https://127.0.0.1:8443"
+    assert local_url("https://edge.example") == "https://edge.example"
