@@ -63,13 +63,15 @@ async def test_a_customer_lists_only_their_own_accounts(
 async def test_a_customer_opens_accounts_only_for_themselves(
     ledger: Ledger, accounts: tuple[str, uuid.UUID, str, uuid.UUID]
 ) -> None:
-    """A customer cannot open an account for Bob, a settlement account, or an overdraft."""
+    """A customer cannot open an account for Bob, choose its id, or open settlement/overdraft."""
     alice, _, bob, _ = accounts
     viewer = Viewer(alice)
     opened, _ = await ledger.open_account(OpenAccount("EUR", AccountType.CUSTOMER), viewer)
     assert opened.customer_id == alice
     for forbidden in (
         OpenAccount("EUR", AccountType.CUSTOMER, bob),
+        # A chosen id would tell "created" from "exists": ids could be probed.
+        OpenAccount("EUR", AccountType.CUSTOMER, account_id=uuid.uuid4()),
         OpenAccount("EUR", AccountType.SETTLEMENT),
         OpenAccount(
             "EUR",

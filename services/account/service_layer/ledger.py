@@ -320,7 +320,15 @@ async def _existing_account(
 
 
 def _own_customer_account(cmd: OpenAccount, customer_id: str) -> OpenAccount:
-    """A customer opens plain customer accounts for themselves, nothing else."""
+    """A customer opens plain customer accounts for themselves, nothing else.
+
+    Customers cannot choose the account id either: with a chosen id, "created"
+    versus "exists" would tell whether an id is somebody's account.
+    """
+    if cmd.account_id is not None:
+        raise PermissionDenied(
+            "customers cannot choose an account id; the ledger assigns one", field="account_id"
+        )
     if cmd.customer_id not in ("", customer_id):
         raise PermissionDenied("customers open accounts only for themselves", field="customer_id")
     if cmd.account_type is not AccountType.CUSTOMER or cmd.limits is not None:
