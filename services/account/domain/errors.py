@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import enum
 
+from services.common.errors import ServiceError
+
 
 class Reason(enum.StrEnum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
@@ -86,20 +88,10 @@ TRANSIENT_REASONS = frozenset(
 )
 
 
-class LedgerError(Exception):
+class LedgerError(ServiceError[Reason]):
     """A request the ledger refuses, with the reason a client can act on."""
 
-    reason: Reason = Reason.INVALID_ARGUMENT
-
-    def __init__(self, message: str, *, reason: Reason | None = None, field: str = "") -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-        self.field = field
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
+    reason = Reason.INVALID_ARGUMENT
 
 
 class InvalidRequest(LedgerError):

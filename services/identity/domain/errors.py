@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import enum
 
+from services.common.errors import ServiceError
+
 
 class Reason(enum.StrEnum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
@@ -38,20 +40,10 @@ class Reason(enum.StrEnum):
     USER_ALREADY_EXISTS = "USER_ALREADY_EXISTS"
 
 
-class IdentityError(Exception):
+class IdentityError(ServiceError[Reason]):
     """A request the identity service refuses, with a reason a client can act on."""
 
-    reason: Reason = Reason.INVALID_ARGUMENT
-
-    def __init__(self, message: str, *, reason: Reason | None = None, field: str = "") -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-        self.field = field
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
+    reason = Reason.INVALID_ARGUMENT
 
 
 class InvalidRequest(IdentityError):

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import enum
 
+from services.common.errors import ServiceError
+
 
 class Reason(enum.StrEnum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
@@ -46,20 +48,10 @@ class Reason(enum.StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
 
 
-class PaymentError(Exception):
+class PaymentError(ServiceError[str]):
     """A request the payment service refuses, with a reason a client can act on."""
 
-    reason: str = Reason.INVALID_ARGUMENT
-
-    def __init__(self, message: str, *, reason: str | None = None, field: str = "") -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-        self.field = field
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
+    reason = Reason.INVALID_ARGUMENT
 
 
 class InvalidRequest(PaymentError):

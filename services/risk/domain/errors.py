@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import enum
 
+from services.common.errors import ServiceError
+
 
 class Reason(enum.StrEnum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
@@ -25,18 +27,8 @@ class Reason(enum.StrEnum):
     EXISTS_WITH_DIFFERENT_FIELDS = "EXISTS_WITH_DIFFERENT_FIELDS"
 
 
-class RiskError(Exception):
-    reason: Reason = Reason.INVALID_ARGUMENT
-
-    def __init__(self, message: str, *, reason: Reason | None = None, field: str = "") -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-        self.field = field
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
+class RiskError(ServiceError[Reason]):
+    reason = Reason.INVALID_ARGUMENT
 
 
 class InvalidRequest(RiskError):
