@@ -44,7 +44,14 @@ async def test_the_redis_script_matches_the_in_memory_specification(
 
 
 def burst(n: int) -> list[Transaction]:
-    now = datetime.now(UTC)
+    """n transactions of one account within the same millisecond.
+
+    Windows count by event time at millisecond resolution, so a burst that
+    straddled a millisecond boundary would let a later-stamped transaction
+    that happened to arrive first be counted apart from an earlier-stamped
+    one: one millisecond keeps the counts a matter of arrival order alone.
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
     return [
         Transaction(
             transaction_id=f"burst-{i}",
