@@ -14,14 +14,9 @@ a phone (or curl) would.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
 import ssl
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +28,7 @@ import httpx
 import pytest
 
 from mesh.runtime.demo import DEMO_PASSWORD, Demo, seed_demo, walkthrough
+from tests.support.launch import launched
 
 pytestmark = pytest.mark.integration
 
@@ -49,41 +45,8 @@ sys.exit(launch(MeshConfig(data_dir=Path(sys.argv[1]), services=DEFAULT_SERVICES
 @contextmanager
 def launched_mesh(data_dir: Path, *, timeout: float = 120.0) -> Iterator[Path]:
     """`launch` in a child process on embedded engines; yields the data dir once all are up."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANKMESH_")}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(data_dir)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not _complete(data_dir / "endpoints.json"):
-            if process.poll() is not None:
-                pytest.fail(f"launch exited with {process.returncode}: {process.communicate()[1]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the mesh did not come up within {timeout:.0f} s")
-            time.sleep(0.1)
+    with launched(DRIVER, data_dir, timeout=timeout):
         yield data_dir
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-
-
-def _complete(endpoints: Path) -> bool:
-    try:
-        document: dict[str, Any] = json.loads(endpoints.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    return document.get("complete") is True
 
 
 @dataclass

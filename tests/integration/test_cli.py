@@ -20,19 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -45,6 +41,7 @@ from services.account.app import build_account_server
 from services.account.service_layer.ledger import Ledger
 from services.account.service_layer.unit_of_work import SystemClock
 from services.common.database import create_engine
+from tests.support.launch import launched as launch_mesh
 from tests.support.mesh import TestMesh
 
 pytestmark = pytest.mark.integration
@@ -485,47 +482,14 @@ sys.exit(launch(config))
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The default services, payment twice, on embedded engines: the data dir, once all are up."""
     data_dir = tmp_path_factory.mktemp("whole-mesh")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BANKMESH_")}
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(data_dir)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not _complete(data_dir / "endpoints.json"):
-            if process.poll() is not None:
-                pytest.fail(f"launch exited with {process.returncode}: {process.communicate()[1]}")
-            if time.monotonic() > deadline:
-                pytest.fail("the mesh did not come up within 120 s")
-            time.sleep(0.1)
+    with launch_mesh(DRIVER, data_dir):
         yield data_dir
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def payment_id(output: str) -> str:
     found = re.search(r"payment\s+(" + UUID.pattern + ")", output)
     assert found is not None, output
     return found.group(1)
-
-
-def _complete(endpoints: Path) -> bool:
-    try:
-        document: dict[str, Any] = json.loads(endpoints.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    return document.get("complete") is True
 
 
 def test_the_launched_mesh_lists_identity_and_the_edge_with_its_https_url(launched: Path) -> None:

@@ -19,13 +19,10 @@ import asyncio
 import ipaddress
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,6 +53,7 @@ from mesh.tls import (
     server_name,
     speaks_tls,
 )
+from tests.support.launch import launched
 
 pytestmark = pytest.mark.integration
 
@@ -664,31 +662,10 @@ def launched_mesh(
     data_dir = tmp_path_factory.mktemp("mesh")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(code), env.get("PYTHONPATH")) if p)
-    process = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(data_dir), postgres_server_url],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    mesh = LaunchedMesh(data_dir, process)
-    try:
-        deadline = time.monotonic() + 30
-        while not _complete(data_dir / "endpoints.json"):
-            if process.poll() is not None:
-                pytest.fail(f"launch exited with {process.returncode}: {process.communicate()[1]}")
-            if time.monotonic() > deadline:
-                pytest.fail("launch did not write endpoints.json within 30 s")
-            time.sleep(0.05)
-        yield mesh
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+    with launched(
+        DRIVER, data_dir, [postgres_server_url], env=env, timeout=30, stop_timeout=15
+    ) as process:
+        yield LaunchedMesh(data_dir, process)
 
 
 def test_bankmesh_up_starts_each_service_with_its_own_identity(launched_mesh: LaunchedMesh) -> None:
@@ -731,11 +708,3 @@ def test_bankmesh_status_asks_over_mtls_as_the_operator_and_never_falls_back(
     assert "SERVING" in rows["secure"].split()
     assert "UNREACHABLE" in rows["plain"].split()
     assert "transport: mutual TLS as the operator" in result.output
-
-
-def _complete(endpoints: Path) -> bool:
-    """endpoints.json appears after the first service; the mesh is up once it says complete."""
-    try:
-        return bool(json.loads(endpoints.read_text()).get("complete"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False

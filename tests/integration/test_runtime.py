@@ -61,6 +61,7 @@ from mesh.runtime.postgres import (
 from mesh.runtime.redis import redact_redis_url
 from mesh.runtime.status import check_health, local_url
 from mesh.runtime.supervisor import Preparation, ServiceSpec, Supervisor
+from tests.support.launch import endpoints_complete
 
 pytestmark = pytest.mark.integration
 
@@ -249,7 +250,7 @@ def _start_mesh(
     )
     mesh = Mesh(process, data_dir)
     deadline = time.monotonic() + 30
-    while not _complete(data_dir / "endpoints.json"):
+    while not endpoints_complete(data_dir / "endpoints.json"):
         if process.poll() is not None:
             _, stderr = process.communicate()
             pytest.fail(f"the mesh exited with {process.returncode} before it was up:\n{stderr}")
@@ -258,14 +259,6 @@ def _start_mesh(
             pytest.fail("the mesh did not mark endpoints.json complete within 30 s")
         time.sleep(0.05)
     return mesh
-
-
-def _complete(endpoints: Path) -> bool:
-    # The file exists from the first ready process on; "complete" says all are.
-    try:
-        return json.loads(endpoints.read_text()).get("complete") is True
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
 
 
 def _stop_mesh(mesh: Mesh) -> None:
