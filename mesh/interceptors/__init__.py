@@ -1,14 +1,7 @@
-"""gRPC server interceptors, one concern each.
+"""gRPC interceptors, one concern each.
 
-Order (outermost first), as `mesh.server.build_server` installs them:
-
-1. `ErrorMappingInterceptor`: domain exceptions -> google.rpc.Status;
-   anything unexpected -> INTERNAL without internals.
-
-The mesh issue adds request ids, tracing, access logs, authentication,
-authorization and deadline propagation in front of it.
+Server side, `mesh.server.build_server` installs them in the order its
+docstring lists (request id, tracing, access log, load shedding,
+authentication, authorization, deadline, malformed requests, error mapping).
+Client side, `mesh.client.MeshClient` installs those of `outbound.py`.
 """
-
-from .errors import ErrorMappingInterceptor
-
-__all__ = ["ErrorMappingInterceptor"]

@@ -20,9 +20,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
+from services.common.storage import Clock as Clock  # re-exported: part of this port
+from services.common.storage import SystemClock as SystemClock
 from services.identity.domain.model import PersonalData
 
 
@@ -97,15 +99,6 @@ class PersonalDataVault(Protocol):
 
 class SessionRevocations(Protocol):
     async def revoke(self, session_ids: Sequence[uuid.UUID]) -> None: ...
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

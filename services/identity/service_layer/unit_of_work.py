@@ -1,11 +1,8 @@
 """The storage port: one database transaction with the identity repository.
 
-Storage failures surface as the exceptions below, already translated by the
-adapter, so nothing above this layer knows about psycopg or SQLAlchemy:
-
-    StorageError
-     ├── StorageUnavailable    the database cannot be reached; nothing was written
-     └── WriteConflict         a concurrent transaction won a race; retrying is safe
+Storage failures surface as `StorageUnavailable` or `WriteConflict`
+(services.common.storage), already translated by the adapter, so nothing
+above this layer knows about psycopg or SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -16,23 +13,15 @@ from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+# The storage errors are the same for every service; re-exported as part of this port.
+from services.common.storage import StorageError as StorageError
+from services.common.storage import StorageUnavailable as StorageUnavailable
+from services.common.storage import WriteConflict as WriteConflict
 from services.identity.domain.events import SecurityEvent
 from services.identity.domain.model import FailedSignIns, Role, User
 from services.identity.domain.sessions import RefreshToken, Session
 
 from .ports import SealedPersonalData
-
-
-class StorageError(Exception):
-    pass
-
-
-class StorageUnavailable(StorageError):
-    pass
-
-
-class WriteConflict(StorageError):
-    pass
 
 
 class IdentityRepository(Protocol):

@@ -9,9 +9,10 @@ layer knows neither redis-py nor psycopg:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Protocol
 
+from services.common.storage import Clock as Clock  # re-exported: part of this port
+from services.common.storage import SystemClock as SystemClock
 from services.risk.domain.model import History, StoredDecision, Transaction
 
 
@@ -41,12 +42,3 @@ class DecisionRepository(Protocol):
         ...
 
     async def ping(self) -> bool: ...
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)

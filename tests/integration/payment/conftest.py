@@ -34,7 +34,7 @@ from bankmesh.risk.v1 import risk_service_pb2 as risk_pb
 from bankmesh.risk.v1 import risk_service_pb2_grpc as risk_grpc
 from mesh import context as mesh_context
 from mesh.errors import ERROR_DOMAIN, error_info
-from mesh.interceptors import ErrorMappingInterceptor
+from mesh.interceptors.errors import ErrorMappingInterceptor
 from services.account.adapters import tables as ledger_tables
 from services.account.app import build_account_server
 from services.account.domain.model import AccountType, NewTransfer, TransferKind
