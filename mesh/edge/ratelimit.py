@@ -105,8 +105,11 @@ class LocalLimiter:
     def hit(self, key: str, limit: Limit) -> Decision:
         now = self._clock() * 1000
         tat = max(self._tat.get(key, now), now)
+        # allow_at = new_tat - tolerance - interval, written without the round
+        # trip through new_tat: in floats that can land a hair above `now` and
+        # refuse a client's very first request.
+        allow_at = tat - limit.tolerance_ms
         new_tat = tat + limit.interval_ms
-        allow_at = new_tat - limit.tolerance_ms - limit.interval_ms
         if now < allow_at:
             return Decision(False, _seconds(allow_at - now))
         self._tat[key] = new_tat
