@@ -96,6 +96,13 @@ async def test_without_redis_the_limiter_limits_in_process() -> None:
     assert not (await limiter.hit("login", "1.2.3.4", Limit(1, 60))).allowed
 
 
+def test_the_first_request_is_allowed_whatever_the_clock_reads() -> None:
+    """A clock value where float rounding once refused a client's very first request."""
+    limiter = LocalLimiter(clock=lambda: 21.060533511106925)
+    assert limiter.hit("login:1.2.3.4", Limit(1, 60)).allowed
+    assert not limiter.hit("login:1.2.3.4", Limit(1, 60)).allowed
+
+
 def test_limits_are_configured_as_count_per_seconds() -> None:
     """BANKMESH_EDGE_RATE_LOGIN=5/30 sets the login limit; nonsense is refused."""
     rules = rules_from_env({"BANKMESH_EDGE_RATE_LOGIN": "5/30"})
