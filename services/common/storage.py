@@ -12,6 +12,10 @@ knows about psycopg or SQLAlchemy:
 it begins; `commit()` commits; leaving without a commit rolls back; any driver
 error raised inside it leaves as one of the errors above. A service's unit of
 work subclasses it and attaches its repositories in `bind()`.
+
+Audit events the transaction collects in `audit` (services.common.audit) are
+appended by `commit()` as its last statement, so they commit or roll back with
+the change they describe; a subclass names its chain in `audit_service`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from typing import Protocol, Self
 import psycopg.errors
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.audit import store as audit_store
 
 
 class StorageError(Exception):
@@ -67,10 +73,12 @@ class SqlTransaction:
     """One transaction; subclasses set `database` (for messages) and implement `bind`."""
 
     database = "service"
+    audit_service = ""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = None
+        self.audit = audit_store.AuditTrail()
 
     def bind(self, connection: AsyncConnection) -> None:
         """Attach the repositories to the transaction's connection."""
@@ -109,4 +117,8 @@ class SqlTransaction:
             raise_translated(exc, self.database)
 
     async def commit(self) -> None:
+        if self.audit.events:
+            # Last, because the chain's lock is held from this INSERT to the commit.
+            events, self.audit.events = self.audit.events, []
+            await audit_store.append(self.connection, self.audit_service or self.database, events)
         await self.connection.commit()
