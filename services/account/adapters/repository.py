@@ -3,7 +3,8 @@
 Every method runs on the connection of the caller's transaction; the unit of
 work (`unit_of_work.py`) owns begin/commit. Locks are taken here, always in
 account-id order, so two batches touching the same accounts queue instead
-of deadlocking.
+of deadlocking. Every transfer a batch creates also becomes an audit event
+of that transaction (services.common.audit), written with the commit.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from services.account.domain.model import (
     Transfer,
     TransferKind,
 )
+from services.common.audit.events import SYSTEM, AuditEvent, Origin, Outcome
+from services.common.audit.store import AuditTrail
 
 from . import tables as t
 
@@ -104,8 +107,9 @@ def _columns(items: Sequence[_Item], row: Callable[[_Item], dict[str, Any]]) -> 
 
 
 class LedgerRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, audit: AuditTrail | None = None) -> None:
         self._conn = connection
+        self._audit = audit if audit is not None else AuditTrail()
 
     # -- accounts -------------------------------------------------------------
 
@@ -205,17 +209,26 @@ class LedgerRepository:
         stmt = stmt.order_by(h.c.expires_at).limit(limit)
         return list((await self._conn.scalars(stmt)).all())
 
-    async def save(self, changes: BatchChanges, accounts: Mapping[uuid.UUID, Account]) -> None:
+    async def save(
+        self,
+        changes: BatchChanges,
+        accounts: Mapping[uuid.UUID, Account],
+        origins: Mapping[uuid.UUID, Origin] | None = None,
+    ) -> None:
         """Write what a batch produced. The deferred triggers re-check it all at commit.
 
         Each table gets one statement whatever the batch size: the rows travel
         as arrays and `unnest` turns them back into rows, in order (entries
         must arrive in order: each continues the chain of the one before it).
         That keeps a batch of thousands of transfers at a handful of round
-        trips, with statements the server can plan once.
+        trips, with statements the server can plan once. `origins` says who
+        asked for each transfer, for its audit event (expiries are the
+        ledger's own work).
         """
         if changes.created:
             await self._conn.execute(_INSERT_TRANSFERS, _columns(changes.created, _transfer_row))
+            who = origins or {}
+            self._audit.extend([_audit_event(tr, who.get(tr.id)) for tr in changes.created])
         if changes.entries:
             await self._conn.execute(_INSERT_ENTRIES, _columns(changes.entries, _entry_row))
         if changes.failed:
@@ -348,6 +361,27 @@ def _transfer_row(tr: Transfer) -> dict[str, Any]:
         "request_hash": tr.request_hash,
         "created_at": tr.created_at,
     }
+
+
+def _audit_event(tr: Transfer, origin: Origin | None) -> AuditEvent:
+    details: dict[str, Any] = {
+        "debit_account_id": str(tr.debit_account_id),
+        "credit_account_id": str(tr.credit_account_id),
+        "amount": tr.amount,
+        "currency": tr.currency,
+    }
+    if tr.pending_id is not None:
+        details["pending_id"] = str(tr.pending_id)
+    if tr.code:
+        details["code"] = tr.code
+    return AuditEvent.by(
+        origin or Origin(SYSTEM),
+        f"transfer.{tr.kind.value.lower()}",
+        Outcome.SUCCESS,
+        tr.created_at,
+        str(tr.id),
+        details,
+    )
 
 
 def _transfer(row: RowMapping) -> Transfer:

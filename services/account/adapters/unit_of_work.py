@@ -11,7 +11,8 @@ from .repository import LedgerRepository
 
 class SqlUnitOfWork(SqlTransaction):
     database = "ledger"
+    audit_service = "account"
     ledger: LedgerRepository
 
     def bind(self, connection: AsyncConnection) -> None:
-        self.ledger = LedgerRepository(connection)
+        self.ledger = LedgerRepository(connection, self.audit)

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from services.common.audit.events import Origin
 from services.common.money import INT64_MAX, is_currency
 
 from .errors import AccountStateError, InvalidRequest, Reason
@@ -238,6 +239,9 @@ class NewTransfer:
     code: int = 0
     metadata: tuple[tuple[str, str], ...] = ()
     linked: bool = False
+    # Who asked, for the audit log: not part of the request (a retry by
+    # someone else is the same transfer), hence left out of equality.
+    requested_by: Origin | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from services.account.domain.model import (
     TransferKind,
     Viewer,
 )
+from services.common.audit.events import Origin
 
 _ACCOUNT_TYPES = {
     pb.ACCOUNT_TYPE_CUSTOMER: AccountType.CUSTOMER,
@@ -114,7 +115,9 @@ def limits(request_limits: pb.AccountLimits, present: bool) -> Limits | None:
     )
 
 
-def new_transfer(t: pb.NewTransfer, field: str = "transfer") -> NewTransfer:
+def new_transfer(
+    t: pb.NewTransfer, field: str = "transfer", origin: Origin | None = None
+) -> NewTransfer:
     kind = _KINDS.get(t.kind)
     if kind is None:
         raise InvalidRequest(
@@ -138,6 +141,7 @@ def new_transfer(t: pb.NewTransfer, field: str = "transfer") -> NewTransfer:
         code=t.code,
         metadata=tuple(sorted(t.metadata.items())),
         linked=t.linked,
+        requested_by=origin,
     )
 
 

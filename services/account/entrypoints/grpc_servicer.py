@@ -15,6 +15,7 @@ from bankmesh.account.v1 import account_service_pb2_grpc as svc_grpc
 from bankmesh.common.v1 import pagination_pb2
 from services.account.domain.errors import InvalidRequest
 from services.account.service_layer.ledger import Ledger, OpenAccount
+from services.common.audit.origin import current_origin
 
 from . import convert
 
@@ -87,7 +88,7 @@ class AccountServicer(svc_grpc.AccountServiceServicer):
         if not request.HasField("transfer"):
             raise InvalidRequest("transfer is required", field="transfer")
         transfer, existed = await self._ledger.create_transfer(
-            convert.new_transfer(request.transfer)
+            convert.new_transfer(request.transfer, origin=current_origin())
         )
         return svc.CreateTransferResponse(
             transfer=convert.transfer(transfer), already_existed=existed
@@ -96,8 +97,10 @@ class AccountServicer(svc_grpc.AccountServiceServicer):
     async def CreateTransfers(
         self, request: svc.CreateTransfersRequest, context: Context
     ) -> svc.CreateTransfersResponse:
+        origin = current_origin()
         transfers = [
-            convert.new_transfer(t, f"transfers[{i}]") for i, t in enumerate(request.transfers)
+            convert.new_transfer(t, f"transfers[{i}]", origin)
+            for i, t in enumerate(request.transfers)
         ]
         results = await self._ledger.create_transfers(transfers)
         return svc.CreateTransfersResponse(results=[convert.transfer_result(r) for r in results])

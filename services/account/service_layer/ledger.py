@@ -5,11 +5,17 @@ in id order, re-read what locks protect, let the domain engine decide, write
 its changes, commit. A `WriteConflict` (a concurrent transaction inserted the
 same transfer id first) is retried from the top; the retry then answers
 EXISTS or ID_ALREADY_FAILED like any other repeat.
+
+Every change is also an audit event of its own transaction (who, what,
+when, where, outcome; services.common.audit): each transfer created (the
+repository adds those), accounts opened, frozen, unfrozen and closed, and
+refusals to show or touch someone else's account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import uuid
 from collections.abc import Callable, Sequence
@@ -48,10 +54,16 @@ from services.account.domain.model import (
 from services.account.domain.model import (
     open_account as new_account,
 )
+from services.common.audit.events import AuditEvent
+from services.common.audit.events import Outcome as AuditOutcome
+from services.common.audit.origin import current_origin
+from services.common.errors import ServiceError
 
 from . import pagination
 from .group_commit import GroupCommit
-from .unit_of_work import Clock, UnitOfWork, UnitOfWorkFactory, WriteConflict
+from .unit_of_work import Clock, StorageError, UnitOfWork, UnitOfWorkFactory, WriteConflict
+
+log = logging.getLogger("bankmesh.account")
 
 MAX_ATTEMPTS = 8
 
@@ -97,7 +109,11 @@ class Ledger:
     ) -> tuple[Account, bool]:
         """The account and whether this call created it (False: an identical one existed)."""
         if viewer.customer_id is not None:
-            cmd = _own_customer_account(cmd, viewer.customer_id)
+            try:
+                cmd = _own_customer_account(cmd, viewer.customer_id)
+            except PermissionDenied as exc:
+                await self._record_denial("account.open", str(cmd.account_id or ""), exc)
+                raise
         account = new_account(
             account_id=cmd.account_id,
             customer_id=cmd.customer_id,
@@ -119,12 +135,26 @@ class Ledger:
                         field="account_id",
                     )
                 return existing, False
+            uow.audit.add(
+                AuditEvent.by(
+                    current_origin(),
+                    "account.opened",
+                    AuditOutcome.SUCCESS,
+                    account.created_at or self._clock.now(),
+                    str(account.id),
+                    {
+                        "customer_id": account.customer_id,
+                        "currency": account.currency,
+                        "type": account.type.value,
+                    },
+                )
+            )
             await uow.commit()
         return account, True
 
     async def get_account(self, account_id: uuid.UUID, viewer: Viewer = EVERYONE) -> Account:
         async with self._uow() as uow:
-            return await _existing_account(uow, account_id, viewer)
+            return await self._existing_account(uow, account_id, viewer)
 
     async def list_accounts(
         self, customer_id: str, size: int, token: str, viewer: Viewer = EVERYONE
@@ -132,9 +162,11 @@ class Ledger:
         if viewer.customer_id is not None:
             customer_id = customer_id or viewer.customer_id
             if customer_id != viewer.customer_id:
-                raise PermissionDenied(
+                denied = PermissionDenied(
                     "customers can list only their own accounts", field="customer_id"
                 )
+                await self._record_denial("account.list", f"customer:{customer_id}", denied)
+                raise denied
         if not customer_id:
             raise InvalidRequest("customer_id is required", field="customer_id")
         limit = pagination.page_size(size)
@@ -151,29 +183,47 @@ class Ledger:
         return Page(accounts, next_token)
 
     async def freeze(self, account_id: uuid.UUID) -> Account:
-        return await self._change_status(account_id, Account.freeze)
+        return await self._change_status(account_id, Account.freeze, "account.frozen")
 
     async def unfreeze(self, account_id: uuid.UUID) -> Account:
-        return await self._change_status(account_id, Account.unfreeze)
+        return await self._change_status(account_id, Account.unfreeze, "account.unfrozen")
 
     async def close(self, account_id: uuid.UUID) -> Account:
-        return await self._change_status(account_id, Account.close)
+        return await self._change_status(account_id, Account.close, "account.closed")
 
     async def _change_status(
-        self, account_id: uuid.UUID, change: Callable[[Account], None]
+        self, account_id: uuid.UUID, change: Callable[[Account], None], action: str
     ) -> Account:
         now = self._clock.now()
-        async with self._uow() as uow:
-            batch = await _load_batch(uow, [], now, extra_accounts={account_id})
-            account = batch.view.accounts.get(account_id)
-            if account is None:
-                raise AccountNotFound(f"account {account_id} does not exist", field="account_id")
-            batch.expire_due()  # an overdue hold no longer counts against closing
-            change(account)
-            account.updated_at = now
-            await uow.ledger.save(batch.changes, batch.view.accounts)
-            await uow.ledger.set_status(account_id, account.status, now)
-            await uow.commit()
+        origin = current_origin()
+        try:
+            async with self._uow() as uow:
+                batch = await _load_batch(uow, [], now, extra_accounts={account_id})
+                account = batch.view.accounts.get(account_id)
+                if account is None:
+                    raise AccountNotFound(
+                        f"account {account_id} does not exist", field="account_id"
+                    )
+                batch.expire_due()  # an overdue hold no longer counts against closing
+                before = account.status
+                change(account)
+                account.updated_at = now
+                await uow.ledger.save(batch.changes, batch.view.accounts)
+                await uow.ledger.set_status(account_id, account.status, now)
+                details = {"from": before.value, "to": account.status.value}
+                uow.audit.add(
+                    AuditEvent.by(
+                        origin, action, AuditOutcome.SUCCESS, now, str(account_id), details
+                    )
+                )
+                await uow.commit()
+        except ServiceError as refused:
+            # An attempt refused is an admin action too: recorded, with why.
+            details = {"reason": str(refused.reason), "message": refused.message}
+            await self._record(
+                AuditEvent.by(origin, action, AuditOutcome.FAILURE, now, str(account_id), details)
+            )
+            raise
         return account
 
     # -- transfers ----------------------------------------------------------------
@@ -195,12 +245,13 @@ class Ledger:
     ) -> list[list[TransferResult]]:
         """One transaction for all `submissions`; a lost race retries the whole batch."""
         everything = [request for submission in submissions for request in submission]
+        origins = {r.id: r.requested_by for r in everything if r.requested_by is not None}
         for attempt in range(MAX_ATTEMPTS):
             try:
                 async with self._uow() as uow:
                     batch = await _load_batch(uow, everything, self._clock.now())
                     results = batch.apply_many(submissions)
-                    await uow.ledger.save(batch.changes, batch.view.accounts)
+                    await uow.ledger.save(batch.changes, batch.view.accounts, origins)
                     await uow.commit()
                     return results
             except WriteConflict:
@@ -252,7 +303,7 @@ class Ledger:
         scope = f"entries:{account_id}"
         before = pagination.decode(scope, token, _before_entry)
         async with self._uow() as uow:
-            account = await _existing_account(uow, account_id, viewer)
+            account = await self._existing_account(uow, account_id, viewer)
             entries = await uow.ledger.list_entries(account_id, before, limit + 1)
         entries = [_in_account_terms(e, account) for e in entries]
         next_token = ""
@@ -266,12 +317,51 @@ class Ledger:
         self, account_id: uuid.UUID, as_of: datetime | None, viewer: Viewer = EVERYONE
     ) -> Balances:
         async with self._uow() as uow:
-            account = await _existing_account(uow, account_id, viewer)
+            account = await self._existing_account(uow, account_id, viewer)
             if as_of is None:
                 return account.balances
             counters = await uow.ledger.counters_at(account_id, as_of)
         dp, cp, dpe, cpe = counters or (0, 0, 0, 0)
         return Balances(account.currency, dp, cp, dpe, cpe, account.type.debit_normal)
+
+    # -- audit --------------------------------------------------------------------
+
+    async def _existing_account(
+        self, uow: UnitOfWork, account_id: uuid.UUID, viewer: Viewer = EVERYONE
+    ) -> Account:
+        account = await uow.ledger.get_account(account_id)
+        if account is not None and not viewer.may_see(account):
+            # The answer is "not found" (ids cannot be probed); the log says what it was.
+            uow.audit.add(
+                AuditEvent.by(
+                    current_origin(),
+                    "account.access",
+                    AuditOutcome.DENIED,
+                    self._clock.now(),
+                    str(account_id),
+                    {"reason": "not the customer's account"},
+                )
+            )
+            await uow.commit()
+        return _visible(account, account_id, viewer)
+
+    async def _record_denial(self, action: str, subject: str, refused: ServiceError[Any]) -> None:
+        details = {"reason": str(refused.reason), "message": refused.message}
+        await self._record(
+            AuditEvent.by(
+                current_origin(), action, AuditOutcome.DENIED, self._clock.now(), subject, details
+            )
+        )
+
+    async def _record(self, event: AuditEvent) -> None:
+        """An event of its own, for a refusal that changed nothing else."""
+        try:
+            async with self._uow() as uow:
+                uow.audit.add(event)
+                await uow.commit()
+        except StorageError:
+            # The refusal stands either way; its answer should not become UNAVAILABLE.
+            log.warning("audit event %s for %s could not be written", event.action, event.subject)
 
 
 async def _load_batch(
@@ -309,10 +399,7 @@ async def _load_batch(
     return LedgerBatch(LedgerView(accounts, transfers, failed), now)
 
 
-async def _existing_account(
-    uow: UnitOfWork, account_id: uuid.UUID, viewer: Viewer = EVERYONE
-) -> Account:
-    account = await uow.ledger.get_account(account_id)
+def _visible(account: Account | None, account_id: uuid.UUID, viewer: Viewer) -> Account:
     # Someone else's account reads exactly like a missing one: ids cannot be probed.
     if account is None or not viewer.may_see(account):
         raise AccountNotFound(f"account {account_id} does not exist", field="account_id")

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from services.account.adapters.repository import LedgerRepository
+from services.common.audit.store import AuditTrail
 
 # The storage errors and the clock are the same for every service; they are
 # re-exported here because this module is the use cases' port.
@@ -34,6 +35,8 @@ __all__ = [
 
 class UnitOfWork(Protocol):
     ledger: LedgerRepository
+    # Audit events appended when the transaction commits (services.common.audit).
+    audit: AuditTrail
 
     async def __aenter__(self) -> Self: ...
 
