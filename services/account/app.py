@@ -7,7 +7,8 @@ Background work, each in its own task:
 * the hold-expiry sweeper releases overdue holds every second (transfers also
   expire overdue holds on their own accounts before they run, so limits are
   exact even between sweeps);
-* health (mesh.lifecycle) is NOT_SERVING while PostgreSQL does not answer.
+* health (mesh.lifecycle) is NOT_SERVING while PostgreSQL does not answer;
+* signed checkpoints of the audit log (services.common.audit.service).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from services.account.entrypoints.errors import translate
 from services.account.entrypoints.grpc_servicer import AccountServicer
 from services.account.service_layer.ledger import Ledger
 from services.account.service_layer.unit_of_work import Clock, StorageError, SystemClock
+from services.common.audit.service import ServiceAudit
 from services.common.database import create_engine
 
 log = logging.getLogger("bankmesh.account")
@@ -75,6 +77,7 @@ POOL_SIZE = 20
 async def serve(env: ServiceEnvironment, clock: Clock | None = None) -> None:
     engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
     ledger = Ledger(lambda: SqlUnitOfWork(engine), clock or SystemClock())
+    audit = ServiceAudit(engine, "account")
     server, port, health = build_account_server(ledger, env.listen, server_security(env))
     await lifecycle.run_server(
         env=env,
@@ -83,8 +86,8 @@ async def serve(env: ServiceEnvironment, clock: Clock | None = None) -> None:
         health=health,
         dependencies=[lifecycle.database(engine)],
         log=log,
-        background=[sweep_expired_holds(ledger, EXPIRY_INTERVAL_SECONDS)],
-        cleanup=[ledger.shutdown, engine.dispose],
+        background=[sweep_expired_holds(ledger, EXPIRY_INTERVAL_SECONDS), *audit.background()],
+        cleanup=[ledger.shutdown, audit.close, engine.dispose],
     )
 
 

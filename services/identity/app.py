@@ -59,6 +59,7 @@ from mesh.config import ServiceEnvironment
 from mesh.security import server_security
 from mesh.server import HealthReporter, ServerSecurity, build_server
 from mesh.tokens import DEFAULT_AUDIENCE, DEFAULT_ISSUER, MAX_ACCESS_TOKEN_SECONDS
+from services.common.audit.service import ServiceAudit
 from services.common.database import create_engine
 from services.identity.adapters import migrations
 from services.identity.adapters.access_tokens import JwtAccessTokens
@@ -308,6 +309,7 @@ async def serve(env: ServiceEnvironment, config: IdentityConfig | None = None) -
     redis_client = create_redis(env.redis_url)
     identity = assemble(engine, redis_client, keys, keyring, config)
     revocations = RedisSessionRevocations(redis_client)
+    audit = ServiceAudit(engine, "identity")
     server, port, health = build_identity_server(identity, env.listen, server_security(env))
     await lifecycle.run_server(
         env=env,
@@ -319,7 +321,8 @@ async def serve(env: ServiceEnvironment, config: IdentityConfig | None = None) -
             lifecycle.Dependency("Redis", revocations.ping, required=False),
         ],
         log=log,
-        cleanup=[redis_client.aclose, engine.dispose],
+        background=audit.background(),
+        cleanup=[redis_client.aclose, audit.close, engine.dispose],
     )
 
 

@@ -12,6 +12,10 @@
     keys rewrap-data   re-encrypt every customer under the newest data key
     users add-staff    a staff user (support, auditor, admin, reviewer)
 
+Every key operation is an event of the identity service's audit log
+(services.common.audit) when the database is given (--database-url or
+BANKMESH_DATABASE_URL); without it the command says that it went unrecorded.
+
 Directories default to BANKMESH_IDENTITY_KEY_DIR / BANKMESH_IDENTITY_DATA_KEYS,
 else to `.bankmesh/identity-keys` and `.bankmesh/identity-data-keys` (what a
 local `bankmesh up` uses). Running services pick up a rotated key on their own
@@ -33,6 +37,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.common.audit.events import AuditEvent, Outcome
 from services.common.database import create_engine
 from services.identity.adapters.keyring import (
     UnsafeKeyMaterial,
@@ -101,6 +106,31 @@ def _insecure_dev() -> bool:
     return os.environ.get("BANKMESH_INSECURE_DEV") == "1"
 
 
+def _audit(database_url: str, action: str, subject: str, details: dict[str, str]) -> None:
+    """Record a key operation in the identity audit log, or say that it went unrecorded."""
+    if not database_url:
+        err_console.print(
+            f"[yellow]warning:[/yellow] {action} of {subject} is not in the audit log: "
+            "pass --database-url (or BANKMESH_DATABASE_URL) of the identity database",
+            soft_wrap=True,
+        )
+        return
+    event = AuditEvent(
+        action, Outcome.SUCCESS, datetime.now(UTC), ACTOR, subject, f"pid:{os.getpid()}", details
+    )
+    asyncio.run(_append(database_url, event))
+
+
+async def _append(database_url: str, event: AuditEvent) -> None:
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with SqlUnitOfWork(engine) as uow:
+            uow.audit.add(event)
+            await uow.commit()
+    finally:
+        await engine.dispose()
+
+
 # -- signing keys --------------------------------------------------------------------------
 
 
@@ -115,6 +145,7 @@ def rotate(
         int,
         typer.Option(help="Publish the key this long before it signs (>= the JWKS refresh)."),
     ] = DEFAULT_ACTIVATE_AFTER_SECONDS,
+    database_url: DatabaseUrl = "",
 ) -> None:
     """Add a signing key: published now, signing after the delay; the old ones verify on."""
     directory = KeyDirectory(key_dir)
@@ -122,10 +153,20 @@ def rotate(
     try:
         if directory.initialize(now):
             typer.echo(f"created the first signing key in {key_dir}; it signs from now on")
+            _audit(database_url, "signing_key.created", "signing-keys", {})
             return
         kid = directory.rotate(now, overlap_seconds, activate_after_seconds)
     except (UnsafeKeyMaterial, ValueError, OSError) as exc:
         raise _fail(str(exc)) from exc
+    _audit(
+        database_url,
+        "signing_key.rotated",
+        f"kid:{kid}",
+        {
+            "activate_after_seconds": str(activate_after_seconds),
+            "overlap_seconds": str(overlap_seconds),
+        },
+    )
     typer.echo(
         f"signing key {kid} is published and signs in {activate_after_seconds} s; "
         f"earlier keys verify for {overlap_seconds} s after that"
@@ -133,12 +174,14 @@ def rotate(
 
 
 @keys_app.command("retire")
-def retire(key_dir: KeyDir = DEFAULT_KEY_DIR) -> None:
+def retire(key_dir: KeyDir = DEFAULT_KEY_DIR, database_url: DatabaseUrl = "") -> None:
     """Delete the private keys of signing keys whose overlap window has passed."""
     try:
         retired = KeyDirectory(key_dir).retire(datetime.now(UTC))
     except (UnsafeKeyMaterial, OSError) as exc:
         raise _fail(str(exc)) from exc
+    for kid in retired:
+        _audit(database_url, "signing_key.retired", f"kid:{kid}", {})
     typer.echo(f"retired {', '.join(retired)}" if retired else "no key is due for retirement")
 
 
@@ -188,15 +231,17 @@ async def _usage(database_url: str) -> dict[int, int]:
 
 
 @keys_app.command("rotate-data")
-def rotate_data(data_keys: DataKeys = DEFAULT_DATA_KEYS) -> None:
+def rotate_data(data_keys: DataKeys = DEFAULT_DATA_KEYS, database_url: DatabaseUrl = "") -> None:
     """Add a data key; new personal data is encrypted with it, old data still decrypts."""
     try:
         if create_file_keyring(data_keys):
             typer.echo(f"created data key 1 and the blind-index key in {data_keys}")
+            _audit(database_url, "data_key.created", "data-key:1", {})
             return
         key_id = add_data_key(data_keys)
     except (UnsafeKeyMaterial, OSError) as exc:
         raise _fail(str(exc)) from exc
+    _audit(database_url, "data_key.added", f"data-key:{key_id}", {})
     typer.echo(f"data key {key_id} now encrypts new personal data")
     typer.echo("then run `keys rewrap-data` to re-encrypt what older keys protect")
 

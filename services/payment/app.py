@@ -42,6 +42,7 @@ from mesh.client import MeshClient
 from mesh.config import ServiceEnvironment
 from mesh.security import server_security
 from mesh.server import HealthReporter, ServerSecurity, build_server
+from services.common.audit.service import ServiceAudit
 from services.common.database import create_engine
 from services.payment.adapters import migrations
 from services.payment.adapters.ledger_client import GrpcLedger
@@ -152,6 +153,7 @@ async def serve(
     if config.crash_at:
         log.warning("crash hook armed: this process will kill itself at %s", config.crash_at)
     recovery = Recovery(payments, uow, clock, grace_seconds=config.recovery_grace_seconds)
+    audit = ServiceAudit(engine, "payment")
     server, port, health = build_payment_server(payments, env.listen, server_security(env))
     await lifecycle.run_server(
         env=env,
@@ -168,8 +170,8 @@ async def serve(
             lifecycle.downstream("risk", lambda: mesh.channel("risk"), required=False),
         ],
         log=log,
-        background=[recovery.run_forever(config.recovery_interval_seconds)],
-        cleanup=[mesh.close, engine.dispose, locks_engine.dispose],
+        background=[recovery.run_forever(config.recovery_interval_seconds), *audit.background()],
+        cleanup=[mesh.close, audit.close, engine.dispose, locks_engine.dispose],
     )
 
 

@@ -21,6 +21,8 @@ a chain rewritten from the first row up, or cut short, no longer matches.
     store.py        writing events in a transaction, reading the chain
     chain.py        the canonical encoding and the verifier
     checkpoints.py  signing keys, signed checkpoints, the periodic signer
+    reader.py       reading the chain back: verify, recent events
+    service.py      what a service process runs: denial writer, checkpoints
 
 This module imports nothing, so the pure domain code may use `events`.
 """

@@ -233,14 +233,12 @@ class Checkpointer:
 
     async def run(self) -> None:
         """The background loop; a failed round is logged and retried next time."""
-        try:
-            while True:
-                await asyncio.sleep(self._interval)
-                await self._quietly()
-        finally:
-            await asyncio.shield(self._quietly())
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.quietly()
 
-    async def _quietly(self) -> None:
+    async def quietly(self) -> None:
+        """`checkpoint()`, logging instead of raising (the loop, and at shutdown)."""
         try:
             await self.checkpoint()
         except Exception:

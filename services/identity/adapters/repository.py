@@ -27,6 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.audit.events import AuditEvent
+from services.common.audit.events import Outcome as AuditOutcome
+from services.common.audit.store import AuditTrail
 from services.identity.domain.events import SecurityEvent
 from services.identity.domain.model import FailedSignIns, Role, User
 from services.identity.domain.sessions import RefreshToken, Session
@@ -39,7 +42,8 @@ _KEY_ID = struct.Struct(">I")
 
 
 class IdentityRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, audit: AuditTrail | None = None) -> None:
+        self._audit = audit if audit is not None else AuditTrail()
         self._conn = connection
 
     # -- users ------------------------------------------------------------------------------
@@ -325,6 +329,8 @@ class IdentityRepository:
     # -- security events --------------------------------------------------------------------
 
     async def record(self, event: SecurityEvent) -> None:
+        """A security event: in `security_events` (per user) and in the audit chain."""
+        self._audit.add(audit_event(event))
         await self._conn.execute(
             t.security_events.insert().values(
                 occurred_at=event.occurred_at,
@@ -361,3 +367,32 @@ def _sealed(row: RowMapping) -> SealedPersonalData:
         phone_number=bytes(row["phone_number"]),
         national_id=bytes(row["national_id"]),
     )
+
+
+def audit_event(event: SecurityEvent) -> AuditEvent:
+    """The audit log's view of a security event: same who, what, when, where, outcome."""
+    actor = event.actor
+    if _is_uuid(actor):
+        actor = f"user:{actor}"
+    details: dict[str, str] = dict(event.details)
+    if event.session_id is not None:
+        details["session_id"] = str(event.session_id)
+    if event.client_ip:
+        details["client_ip"] = event.client_ip
+    return AuditEvent(
+        action=event.kind.value,
+        outcome=AuditOutcome(event.outcome.value),
+        occurred_at=event.occurred_at,
+        actor=actor or "anonymous",
+        subject=f"user:{event.user_id}" if event.user_id else "",
+        source=event.request_id,
+        details=details,
+    )
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -11,7 +11,8 @@ from .repository import IdentityRepository
 
 class SqlUnitOfWork(SqlTransaction):
     database = "identity"
+    audit_service = "identity"
     identity: IdentityRepository
 
     def bind(self, connection: AsyncConnection) -> None:
-        self.identity = IdentityRepository(connection)
+        self.identity = IdentityRepository(connection, self.audit)

@@ -5,6 +5,12 @@ work owns begin/commit. Payments are updated only at the version they were
 read at (a stale write is a WriteConflict), history rows are only ever
 appended, and the deferred triggers of the schema re-check the state machine
 and the refund arithmetic at commit.
+
+What is written is also told to the audit log (services.common.audit), in
+the same transaction: every status change (creation included: None ->
+PENDING), every refund created or settled, and every review decision taken.
+The event's actor is whoever made the call being served (`system` for the
+recovery loop); the history's own actor goes into its details.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from sqlalchemy import RowMapping, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.common.audit.events import AuditEvent, Outcome
+from services.common.audit.origin import current_origin
+from services.common.audit.store import AuditTrail
 from services.payment.domain.idempotency import IdempotencyRecord, Operation, StoredResponse
 from services.payment.domain.model import (
     Payment,
@@ -35,8 +44,9 @@ from . import tables as t
 
 
 class PaymentRepository:
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: AsyncConnection, audit: AuditTrail | None = None) -> None:
         self._conn = connection
+        self._audit = audit if audit is not None else AuditTrail()
 
     # -- idempotency keys -----------------------------------------------------------
 
@@ -119,6 +129,12 @@ class PaymentRepository:
             del row[fixed]
         row["version"] = payment.version + 1
         p = t.payments
+        if payment.review_decision is not None:
+            stored = await self._conn.scalar(
+                select(p.c.review_decision).where(p.c.id == payment.id)
+            )
+            if stored is None:
+                self._audit_review(payment)
         result = await self._conn.execute(
             update(p).where(p.c.id == payment.id, p.c.version == payment.version).values(row)
         )
@@ -127,6 +143,23 @@ class PaymentRepository:
         await self._append_history(payment)
         await self._upsert_refunds(payment)
         payment.version += 1
+
+    def _audit_review(self, payment: Payment) -> None:
+        assert payment.review_decision is not None
+        self._audit.add(
+            AuditEvent.by(
+                current_origin(),
+                "payment.review_decided",
+                Outcome.SUCCESS,
+                payment.updated_at,
+                str(payment.id),
+                {
+                    "decision": payment.review_decision.value,
+                    "reviewer": payment.review_actor,
+                    **_money(payment),
+                },
+            )
+        )
 
     async def list_for_account(
         self, account_id: uuid.UUID, before: tuple[datetime, uuid.UUID] | None, limit: int
@@ -233,6 +266,26 @@ class PaymentRepository:
     async def _append_history(self, payment: Payment) -> None:
         new = payment.history[payment.stored_history :]
         if new:
+            origin = current_origin()
+            self._audit.extend(
+                [
+                    AuditEvent.by(
+                        origin,
+                        "payment.status_changed",
+                        Outcome.SUCCESS,
+                        h.at,
+                        str(payment.id),
+                        {
+                            "from": h.from_status.value if h.from_status else None,
+                            "to": h.to_status.value,
+                            "reason": h.reason,
+                            "changed_by": h.actor,
+                            **_money(payment),
+                        },
+                    )
+                    for h in new
+                ]
+            )
             # One multi-row INSERT keeps the order, so each row continues the one before.
             await self._conn.execute(
                 pg_insert(t.status_changes).values(
@@ -254,6 +307,36 @@ class PaymentRepository:
     async def _upsert_refunds(self, payment: Payment) -> None:
         if not payment.refunds:
             return
+        r = t.refunds
+        stored = {
+            row.id: row.status
+            for row in await self._conn.execute(
+                select(r.c.id, r.c.status).where(r.c.payment_id == payment.id)
+            )
+        }
+        origin = current_origin()
+        for refund in payment.refunds:
+            if stored.get(refund.id) != refund.status.value:
+                details = {
+                    "payment_id": str(payment.id),
+                    "from": stored.get(refund.id),
+                    "to": refund.status.value,
+                    "amount": refund.amount,
+                    "currency": payment.currency,
+                    "reason": refund.reason,
+                }
+                if refund.failure_reason:
+                    details["failure_reason"] = refund.failure_reason
+                self._audit.add(
+                    AuditEvent.by(
+                        origin,
+                        "refund.status_changed",
+                        Outcome.SUCCESS,
+                        refund.updated_at,
+                        str(refund.id),
+                        details,
+                    )
+                )
         stmt = pg_insert(t.refunds).values(
             [
                 {
@@ -280,6 +363,15 @@ class PaymentRepository:
             },
         )
         await self._conn.execute(stmt)
+
+
+def _money(p: Payment) -> dict[str, Any]:
+    return {
+        "amount": p.amount,
+        "currency": p.currency,
+        "source_account_id": str(p.source_account_id),
+        "destination_account_id": str(p.destination_account_id),
+    }
 
 
 def _payment_row(p: Payment) -> dict[str, Any]:

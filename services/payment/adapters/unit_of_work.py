@@ -11,7 +11,8 @@ from .repository import PaymentRepository
 
 class SqlUnitOfWork(SqlTransaction):
     database = "payment"
+    audit_service = "payment"
     payments: PaymentRepository
 
     def bind(self, connection: AsyncConnection) -> None:
-        self.payments = PaymentRepository(connection)
+        self.payments = PaymentRepository(connection, self.audit)
