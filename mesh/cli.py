@@ -20,6 +20,9 @@ has no ``risk`` command. ``bankmesh keys ...`` and ``bankmesh users ...`` are
 the identity service's (``services.identity.cli:app``: its signing and data
 keys, its staff users), mounted the same way.
 
+``bankmesh audit ...`` (mesh.audit_cli) verifies the services' hash-chained
+audit logs against their signed checkpoints, signs one, and shows recent events.
+
 ``bankmesh demo`` (mesh.runtime.demo) gives a running mesh two customers who
 sign in at the edge, and prints the curl commands to try the HTTPS API with.
 """
@@ -59,6 +62,7 @@ from typer.core import TyperGroup
 from bankmesh.account.v1 import account_pb2
 from bankmesh.common.v1 import context_pb2, money_pb2
 from bankmesh.payment.v1 import payment_pb2, payment_service_pb2
+from mesh.audit_cli import audit_app
 from mesh.operator import AmountError, Operator, RpcFailed, hint_for, parse_amount
 from mesh.pki import CA_CERT, issue_mesh_identities
 from mesh.runtime import backup as backups
@@ -1135,6 +1139,7 @@ _mount(
     "(default directories: .bankmesh/identity-keys, .bankmesh/identity-data-keys).",
 )
 _mount(_UserCommands, "users", "The identity service's staff users.")
+app.add_typer(audit_app, name="audit")
 
 
 def main() -> None:

@@ -14,7 +14,13 @@ The order of ``launch``:
    ``BANKMESH_IDENTITY_DIR`` pointing at its own; its replicas share it.
 5. Per service, in order: its database, its migrations (once), its
    preparation (once: identity's keys, created on the first start and checked
-   on every later one), then each of its processes. Later services depend on
+   on every later one), then each of its processes. Migrations run as the
+   admin of DATABASE_URL (or the embedded server); a service that keeps an
+   audit log then runs as its own login role ``bankmesh_<service>`` (a
+   member of ``bankmesh_app``, which may only SELECT and INSERT the audit
+   log), with a new random password each start, and signs checkpoints of
+   its chain with ``<data_dir>/audit-keys/<service>.key`` into
+   ``<data_dir>/audit-checkpoints/<service>.jsonl``. Later services depend on
    earlier ones (payment calls account and risk; the edge calls account,
    payment and identity), so each process is ready, and endpoints.json
    rewritten to list it, before the next starts: a service finds the ones
@@ -62,9 +68,11 @@ from mesh.runtime.errors import DatabaseUnreachable, MeshError
 from mesh.runtime.postgres import (
     EmbeddedPostgres,
     ensure_database,
+    ensure_service_role,
     redact_url,
     start_embedded_postgres,
     to_libpq_url,
+    with_database,
 )
 from mesh.runtime.redis import (
     EmbeddedRedis,
@@ -86,15 +94,20 @@ from mesh.tls import server_name, speaks_tls
 # together with those they are the customers' personal data in clear.
 IDENTITY_KEY_DIR = "identity-keys"
 IDENTITY_DATA_KEY_DIR = "identity-data-keys"
+# The audit log's signing keys and signed checkpoints: outside the database on
+# purpose, and to be kept (and backed up) apart from it.
+AUDIT_KEY_DIR = "audit-keys"
+AUDIT_CHECKPOINT_DIR = "audit-checkpoints"
 
 # In start order: payment calls account and risk, so it comes after both; the
 # edge calls account, payment and identity, so it comes last.
 DEFAULT_SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec(name="account", module="services.account"),
+    ServiceSpec(name="account", module="services.account", audited=True),
     ServiceSpec(
         name="identity",
         module="services.identity",
         uses_redis=True,
+        audited=True,
         data_dirs={
             "BANKMESH_IDENTITY_KEY_DIR": IDENTITY_KEY_DIR,
             "BANKMESH_IDENTITY_DATA_KEYS": IDENTITY_DATA_KEY_DIR,
@@ -102,7 +115,7 @@ DEFAULT_SERVICES: tuple[ServiceSpec, ...] = (
         prepare=Preparation(module="mesh.runtime._identity_keys", what="identity keys"),
     ),
     ServiceSpec(name="risk", module="services.risk", uses_redis=True),
-    ServiceSpec(name="payment", module="services.payment"),
+    ServiceSpec(name="payment", module="services.payment", audited=True),
     ServiceSpec(name="edge", module="mesh.edge", uses_database=False, uses_redis=True),
 )
 
@@ -543,6 +556,9 @@ def _start_service(
                 raise
         with reporter.step(f"Migrating {spec.name}"):
             supervisor.migrate(spec, database_url)
+    service_url = database_url
+    if spec.audited and database_url is not None:
+        spec, service_url = _audit_setup(supervisor, spec, server_url, reporter)
     if spec.prepare is not None:
         directories = [supervisor.data_dir_of(spec, variable) for variable in spec.data_dirs]
         first = not all(directory.exists() for directory in directories)
@@ -555,13 +571,45 @@ def _start_service(
         with reporter.step(f"Starting {spec.process_name(replica)}"):
             running = supervisor.start(
                 spec,
-                database_url,
+                service_url,
                 listen,
                 identity_dir=identity.directory,
                 redis_url=redis_url if spec.uses_redis else None,
                 replica=replica,
             )
         endpoints.add(running)
+
+
+def _audit_setup(
+    supervisor: Supervisor, spec: ServiceSpec, server_url: str, reporter: Reporter
+) -> tuple[ServiceSpec, str]:
+    """The service's own login role and its checkpoint key: the spec to start and its URL."""
+    # Imported here: the rest of `bankmesh` starts faster without the database stack.
+    from services.common.audit.checkpoints import CheckpointKeyError, ensure_signing_key
+
+    admin_url = with_database(server_url, spec.database_name)
+    role = f"bankmesh_{spec.name}"
+    service_url = ensure_service_role(server_url, spec.database_name, role)
+    if service_url is None:
+        reporter.warn(
+            f"{spec.name} runs as the admin of its database: the server would not let us "
+            f"create role {role}, so only triggers keep its audit log append-only"
+        )
+        service_url = admin_url
+    key_dir = supervisor.data_dir / AUDIT_KEY_DIR
+    what = "Checking" if (key_dir / f"{spec.name}.key").exists() else "Creating"
+    with reporter.step(f"{what} the audit signing key of {spec.name} in {key_dir}"):
+        try:
+            key = ensure_signing_key(key_dir, spec.name)
+        except CheckpointKeyError as exc:
+            raise MeshError(str(exc), hint=f"fix or remove {key_dir}/{spec.name}.key") from exc
+    checkpoints = supervisor.data_dir / AUDIT_CHECKPOINT_DIR / f"{spec.name}.jsonl"
+    env = {
+        **spec.env,
+        "BANKMESH_AUDIT_KEY": str(key),
+        "BANKMESH_AUDIT_CHECKPOINTS": str(checkpoints),
+    }
+    return replace(spec, env=env), service_url
 
 
 def _watch(supervisor: Supervisor, signals: _StopSignals) -> RunningService | None:

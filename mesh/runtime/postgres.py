@@ -56,6 +56,7 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
 import shlex
 import signal
 import subprocess
@@ -311,6 +312,78 @@ def ensure_database(server_url: str, name: str, *, connect_timeout: int = 5) -> 
                     ),
                 ) from exc
     return with_database(server_url, name)
+
+
+APP_GROUP_ROLE = "bankmesh_app"
+
+
+def ensure_service_role(server_url: str, database: str, role: str) -> str | None:
+    """Log in as ``role``, a member of ``bankmesh_app``, to ``database``: its URL.
+
+    The service's migrations create the NOLOGIN group ``bankmesh_app`` and
+    grant it the service's tables, but only SELECT and INSERT on the audit
+    log; here ``role`` gets LOGIN, a fresh random password (on every start:
+    nothing keeps an old one valid) and CONNECT on ``database``, which
+    PUBLIC loses, so one service's role cannot open another's database.
+
+    None when the group does not exist or we may not manage roles (the
+    caller then keeps the admin URL and says so).
+    """
+    password = secrets.token_urlsafe(32)
+    with psycopg.connect(
+        to_libpq_url(with_database(server_url, database)), autocommit=True
+    ) as conn:
+        if (
+            conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_GROUP_ROLE,)).fetchone()
+            is None
+        ):
+            return None
+        name, group, db = (
+            sql.Identifier(role),
+            sql.Identifier(APP_GROUP_ROLE),
+            sql.Identifier(database),
+        )
+        try:
+            with conn.transaction():
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    conn.execute(
+                        sql.SQL(
+                            "ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                            "NOBYPASSRLS PASSWORD {}"
+                        ).format(name, sql.Literal(password))
+                    )
+                else:
+                    conn.execute(
+                        sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                            name, sql.Literal(password)
+                        )
+                    )
+                conn.execute(sql.SQL("GRANT {} TO {}").format(group, name))
+                conn.execute(
+                    sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db)
+                )
+                conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db, name))
+        except (
+            pg_errors.InsufficientPrivilege,
+            pg_errors.DuplicateObject,
+            pg_errors.UniqueViolation,
+        ):
+            return None
+    return with_database(with_user(server_url, role, password), database)
+
+
+def with_user(url: str, user: str, password: str) -> str:
+    """The same URL, logging in as ``user`` with ``password``."""
+    to_libpq_url(url)
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in {"user", *_SECRET_QUERY_KEYS}
+    ]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{hosts}"
+    return urlunsplit(parts._replace(netloc=netloc, query=_encode_query(query)))
 
 
 def to_sqlalchemy_url(url: str) -> str:

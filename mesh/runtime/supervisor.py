@@ -97,6 +97,10 @@ class ServiceSpec:
     to directories under the data directory, passed as absolute paths
     (``{"BANKMESH_IDENTITY_KEY_DIR": "identity-keys"}``); the service, or its
     ``prepare`` step, creates them. ``prepare`` runs once before it starts.
+    ``audited=True`` (a service that keeps an audit log): the launcher runs
+    it as a login role of ``bankmesh_app`` rather than as the admin, and
+    gives it a checkpoint signing key (``BANKMESH_AUDIT_KEY``) and file
+    (``BANKMESH_AUDIT_CHECKPOINTS``).
     """
 
     name: str
@@ -108,6 +112,7 @@ class ServiceSpec:
     port: int = 0
     data_dirs: Mapping[str, str] = field(default_factory=dict)
     prepare: Preparation | None = None
+    audited: bool = False
 
     def process_name(self, replica: int) -> str:
         """``payment`` for a single process, ``payment-2`` for the second of several."""
@@ -304,11 +309,15 @@ class Supervisor:
         identity_dir: Path | None = None,
         redis_url: str | None = None,
         replica: int = 1,
+        endpoints_file: Path | None = None,
     ) -> RunningService:
         """Start process ``replica`` (1-based) of ``spec`` and wait until it reports ready.
 
         ``identity_dir`` becomes the service's ``BANKMESH_IDENTITY_DIR`` and
         ``redis_url`` its ``BANKMESH_REDIS_URL`` (required when it uses Redis).
+        ``endpoints_file`` replaces this supervisor's endpoints.json as the
+        process's ``BANKMESH_ENDPOINTS``: the chaos harness points a service at
+        fault-injecting proxies with it.
         Raises ServiceFailed, with the tail of the process's log, when it
         exits first or stays silent for ``ready_timeout`` seconds; the process
         is gone by then.
@@ -329,7 +338,7 @@ class Supervisor:
         env = self._environment(spec, database_url if spec.uses_database else None)
         env["BANKMESH_LISTEN"] = listen
         env["BANKMESH_READY_FILE"] = str(ready_file)
-        env["BANKMESH_ENDPOINTS"] = str(self.endpoints_file)
+        env["BANKMESH_ENDPOINTS"] = str(endpoints_file or self.endpoints_file)
         env["BANKMESH_TRACE_FILE"] = str(self.trace_dir / f"{name}.jsonl")
         if identity_dir is not None:
             env["BANKMESH_IDENTITY_DIR"] = str(identity_dir)
@@ -367,6 +376,17 @@ class Supervisor:
             identity_dir=identity_dir,
         )
         self._services[name] = service
+        return service
+
+    def kill(self, process_name: str) -> RunningService:
+        """SIGKILL a ready process (its whole group) and forget it, as a crash would.
+
+        For fault injection: ``start`` can run it again afterwards, on the same
+        address if asked to. Raises KeyError for a process that is not running.
+        """
+        service = self._services.pop(process_name)
+        _kill_group(service.process)
+        (self.run_dir / f"{process_name}.ready.json").unlink(missing_ok=True)
         return service
 
     def exited(self) -> RunningService | None:
