@@ -27,6 +27,7 @@ import grpc
 import grpc.aio
 
 from mesh import pki
+from mesh.assertions import AssertionSigner
 from mesh.config import ServiceEnvironment
 from mesh.interceptors.outbound import (
     CircuitBreaker,
@@ -102,7 +103,8 @@ class MeshClient:
         """
         self._env = env
         self._own_behalf = on_own_behalf
-        self._signer = None if env.insecure_dev else identity_signer(env)
+        if not env.insecure_dev:
+            identity_signer(env)  # refuses, with advice, a service that has no identity
         self._channels: dict[str, RotatingChannel | grpc.aio.Channel] = {}
         self.breakers: dict[str, CircuitBreaker] = {}
 
@@ -120,13 +122,20 @@ class MeshClient:
 
     def _open(self, service: str, target: str) -> RotatingChannel | grpc.aio.Channel:
         breaker = self.breakers[service] = CircuitBreaker(service)
-        interceptors: list[Any] = [PropagateRequestId(), PropagateTraceContext()]
-        if self._signer is not None and service not in self._own_behalf:
-            interceptors.append(PropagateEndUser(self._signer, pki.spiffe_id(service)))
-        interceptors += [PropagateDeadline(), breaker]
+        signs = service not in self._own_behalf
+
+        def chain(key_pem: bytes | None) -> list[Any]:
+            interceptors: list[Any] = [PropagateRequestId(), PropagateTraceContext()]
+            if key_pem is not None and signs:
+                # Signed with the key of the channel the call goes out on: the
+                # callee checks it against that connection's certificate.
+                signer = AssertionSigner(key_pem, pki.spiffe_id(self._env.name))
+                interceptors.append(PropagateEndUser(lambda: signer, pki.spiffe_id(service)))
+            return [*interceptors, PropagateDeadline(), breaker]
+
         if self._env.insecure_dev:
             return grpc.aio.insecure_channel(
-                target, options=CHANNEL_OPTIONS, interceptors=interceptors
+                target, options=CHANNEL_OPTIONS, interceptors=chain(None)
             )
         assert self._env.identity_dir is not None  # identity_signer() checked it
         return RotatingChannel(
@@ -134,7 +143,7 @@ class MeshClient:
             self._env.identity_dir,
             service=service,
             options=CHANNEL_OPTIONS,
-            interceptors=interceptors,
+            keyed_interceptors=chain,
         )
 
     async def close(self) -> None:

@@ -52,7 +52,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,6 +218,15 @@ class RotatingChannel:
     closed. Callers should therefore ask for ``channel()`` (and make a stub
     on it) per call or short unit of work rather than keep a stub for the
     life of the process. Use it from the event loop that runs the calls.
+
+    ``keyed_interceptors``, when given, makes each channel's interceptors from
+    the private key that channel presents (instead of ``interceptors``):
+    end-user assertions are signed with that key and checked against the
+    certificate of the connection they arrive on, so signer and channel must
+    change together. A signer re-reading the key on a timer of its own signed
+    with the new key while calls still went out with the old certificate
+    (or the reverse), and every such call was refused as TOKEN_INVALID for
+    up to ``check_interval`` after each rotation.
     """
 
     def __init__(
@@ -230,11 +239,13 @@ class RotatingChannel:
         grace: float = 30.0,
         options: Sequence[tuple[str, Any]] = (),
         interceptors: Sequence[Any] = (),
+        keyed_interceptors: Callable[[bytes], Sequence[Any]] | None = None,
     ) -> None:
         self._target = target
         self._files = IdentityFiles.in_directory(identity_dir)
         self._options = [*options, *channel_options(service)]
         self._interceptors = list(interceptors)
+        self._keyed_interceptors = keyed_interceptors
         self._check_interval = check_interval
         self._grace = grace
         self._stamp = self._files.stamp()
@@ -282,8 +293,13 @@ class RotatingChannel:
             private_key=material.key_pem,
             certificate_chain=material.cert_pem,
         )
+        interceptors = (
+            list(self._keyed_interceptors(material.key_pem))
+            if self._keyed_interceptors is not None
+            else self._interceptors
+        )
         return grpc.aio.secure_channel(
-            self._target, credentials, options=self._options, interceptors=self._interceptors
+            self._target, credentials, options=self._options, interceptors=interceptors
         )
 
 

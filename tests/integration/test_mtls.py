@@ -545,6 +545,37 @@ async def test_a_rotating_channel_follows_its_reissued_client_certificate(
         await rotating.close()
 
 
+async def test_each_rotated_channel_gets_interceptors_made_from_the_key_it_presents(
+    pki: Pki, account: Server, tmp_path: Path
+) -> None:
+    """End-user assertions are signed with the key of the connection they travel on, even mid-rotation."""
+    client_dir = tmp_path / "edge"
+    first = pki.ca.issue("edge", directory=client_dir)
+    keys: list[bytes] = []
+
+    def interceptors(key_pem: bytes) -> list[object]:
+        keys.append(key_pem)
+        return []
+
+    rotating = RotatingChannel(
+        account.address,
+        client_dir,
+        service="account",
+        check_interval=0.0,
+        grace=0.2,
+        keyed_interceptors=interceptors,
+    )
+    try:
+        first_key = first.key.read_bytes()
+        assert keys == [first_key]
+        second = pki.ca.issue("edge", directory=client_dir)
+        new = rotating.channel()
+        assert keys == [first_key, second.key.read_bytes()]
+        assert (await call_who_am_i(new))["serial"] == second.serial
+    finally:
+        await rotating.close()
+
+
 def test_status_refuses_credentials_it_cannot_use_instead_of_going_plaintext(
     pki: Pki, tmp_path: Path
 ) -> None:
