@@ -15,14 +15,20 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
+import grpc.aio
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from psycopg import sql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bankmesh.account.v1 import account_service_pb2 as svc
+from bankmesh.account.v1.account_service_pb2_grpc import AccountServiceStub
 from mesh.context import EndUser, end_user
+from mesh.interceptors.authz import record_denials_in
 from mesh.runtime.postgres import with_database
+from services.account.app import build_account_server
 from services.account.domain.errors import AccountNotFound
 from services.account.domain.model import AccountType, NewTransfer, TransferKind, Viewer
 from services.account.service_layer.ledger import Ledger, OpenAccount
@@ -30,8 +36,10 @@ from services.common.audit import checkpoints, schema
 from services.common.audit.chain import Problem, Report
 from services.common.audit.events import AuditEvent, Outcome
 from services.common.audit.reader import verify_database
+from services.common.audit.store import AuditWriter
 from services.common.database import create_engine
 from services.common.storage import SqlTransaction, WriteConflict
+from tests.support.mesh import TestMesh
 
 pytestmark = pytest.mark.integration
 
@@ -385,3 +393,39 @@ async def test_a_customer_reaching_for_another_account_is_audited_as_that_custom
         "denied",
         "user:u-bob",
     )
+
+
+# -- refusals of the mesh policy -------------------------------------------------------------
+
+
+async def test_a_refused_call_is_audited_by_the_service_that_refused_it(
+    ledger: Ledger, ledger_engine: AsyncEngine, ledger_database_url: str, tmp_path: Path
+) -> None:
+    """risk asking the ledger for a transfer over mTLS: PERMISSION_DENIED, and an `rpc.denied` row."""
+    mesh = TestMesh(tmp_path / "pki")
+    server, port, _ = build_account_server(ledger, security=mesh.security("account"))
+    await server.start()
+    writer = AuditWriter(ledger_engine, "account")
+    record_denials_in(writer)
+    try:
+        channel = mesh.channel("risk", "account", port)
+        stub = AccountServiceStub(channel)
+        request = svc.GetTransferRequest(transfer_id=str(uuid.uuid4()))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.GetTransfer(request, metadata=[("x-request-id", "denied-1")])
+        assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        await channel.close(None)
+        await writer.flush()
+    finally:
+        record_denials_in(None)
+        await server.stop(grace=None)
+    with psycopg.connect(ledger_database_url) as conn:
+        row = conn.execute(
+            "SELECT actor, outcome, source FROM audit.events "
+            "WHERE action = 'rpc.denied' AND subject = %s ORDER BY seq DESC LIMIT 1",
+            ("/bankmesh.account.v1.AccountService/GetTransfer",),
+        ).fetchone()
+    assert row is not None
+    actor, outcome, source = row
+    assert (outcome, source) == ("denied", "denied-1")
+    assert "risk" in actor
