@@ -9,9 +9,9 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 PROTOC := $(BIN)/python -m grpc_tools.protoc -I protos -I third_party/googleapis
 NODE_INSTALLED := node_modules/.installed
 BUF := node_modules/.bin/buf
-PY_LINT_PATHS := services mesh tests examples bench
+PY_LINT_PATHS := services mesh tests examples bench chaos
 
-.PHONY: help venv generate check-generated node-deps lint test test-all run clean bench bench-full
+.PHONY: help venv generate check-generated node-deps lint test test-all run clean bench bench-full chaos
 
 help:
 	@echo "make run              start the mesh (embedded PostgreSQL when DATABASE_URL is unset)"
@@ -20,6 +20,7 @@ help:
 	@echo "make generate         protos/ -> generated/"
 	@echo "make bench            quick benchmark -> bench/results (ARGS=--check holds it to the targets)"
 	@echo "make bench-full       the same, longer per level"
+	@echo "make chaos            the bank under injected faults -> chaos/results (docs/reliability.md)"
 
 venv: $(INSTALLED)
 
@@ -103,6 +104,18 @@ bench: $(BENCH_INSTALLED)
 
 bench-full: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench --full $(ARGS)
+
+# The chaos run draws its timeline with matplotlib: the chaos extra on top of dev.
+CHAOS_INSTALLED := $(VENV)/.chaos-installed
+
+$(CHAOS_INSTALLED): $(INSTALLED) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,chaos]'
+	@touch $@
+
+# Every fault kind twice against a real mesh; exits 1 on any invariant
+# violation. ARGS="--profile short" for the one-minute version the tests run.
+chaos: $(CHAOS_INSTALLED)
+	$(BIN)/python -m chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
