@@ -60,7 +60,9 @@ log = logging.getLogger("bankmesh.risk")
 
 SERVICE_NAME = risk_service_pb2.DESCRIPTOR.services_by_name["RiskService"].full_name
 DEFAULT_KEY_PREFIX = "bankmesh:risk:"
-POOL_SIZE = 20
+# The request path has two connections of its own (batched lookups and inserts,
+# adapters/repository.py); the pool only serves health checks and replays.
+POOL_SIZE = 2
 
 
 def migrate(database_url: str) -> None:
@@ -87,14 +89,20 @@ class RiskSettings:
 
 def create_redis(url: str) -> redis.asyncio.Redis:
     """A client that fails fast: every call has a budget, so retrying inside it only delays
-    the fallback; the socket timeouts are a backstop for calls made outside a budget."""
-    return redis.asyncio.Redis.from_url(
+    the fallback; the socket timeouts are a backstop for calls made outside a budget.
+
+    More calls in flight than connections wait for one (within their budget)
+    rather than fail: a burst is queueing, not a Redis outage, and must not
+    trip the breaker into fallback decisions."""
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
         socket_timeout=1.0,
         socket_connect_timeout=0.5,
         retry=Retry(NoBackoff(), 0),
         max_connections=64,
+        timeout=1.0,
     )
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def redis_state(client: redis.asyncio.Redis, config: RiskConfig, prefix: str) -> RedisState:
@@ -174,7 +182,7 @@ async def serve(
             lifecycle.Dependency("Redis", state.ping, required=False),
         ],
         log=log,
-        cleanup=[client.aclose, engine.dispose],
+        cleanup=[client.aclose, decisions.aclose, engine.dispose],
     )
 
 

@@ -67,8 +67,10 @@ def state(
 
 
 @pytest.fixture
-def decisions(risk_engine: AsyncEngine) -> SqlDecisionRepository:
-    return SqlDecisionRepository(risk_engine)
+async def decisions(risk_engine: AsyncEngine) -> AsyncIterator[SqlDecisionRepository]:
+    repository = SqlDecisionRepository(risk_engine)
+    yield repository
+    await repository.aclose()
 
 
 @pytest.fixture
