@@ -2,7 +2,8 @@
 
 `build_server` returns the server, the port it bound (tests pass port 0) and
 a `HealthReporter`, with the standard health service and reflection
-registered and the interceptors installed in this order (outermost first):
+registered and these concerns installed, as one `InterceptorChain`, in this
+order (outermost first):
 
 1. RequestIdInterceptor     x-request-id in, echoed back, in every log line
 2. TracingInterceptor       a SERVER span continuing the caller's trace
@@ -26,7 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 import grpc.aio
@@ -39,6 +39,7 @@ from mesh.errors import ErrorTranslator
 from mesh.interceptors.access_log import AccessLogInterceptor
 from mesh.interceptors.authn import AuthenticationInterceptor, PeerReader
 from mesh.interceptors.authz import AuthorizationInterceptor
+from mesh.interceptors.base import InterceptorChain, ServerInterceptor
 from mesh.interceptors.deadline import DeadlineInterceptor
 from mesh.interceptors.errors import ErrorMappingInterceptor
 from mesh.interceptors.malformed import MalformedRequestInterceptor
@@ -98,24 +99,24 @@ def build_server(
     the first gRPC service name ("bankmesh.risk.v1.RiskService" -> "risk").
     """
     service = service or service_names[0].split(".")[1]
-    interceptors: list[Any] = [
+    concerns: list[ServerInterceptor] = [
         RequestIdInterceptor(),
         TracingInterceptor(service, tracer_provider),
         AccessLogInterceptor(service),
         LoadSheddingInterceptor(max_in_flight or limit_from_env()),
     ]
     if security is not None:
-        interceptors += [
+        concerns += [
             AuthenticationInterceptor(security.spiffe_id, security.read_peer),
             AuthorizationInterceptor(security.policy),
         ]
-    interceptors += [
+    concerns += [
         DeadlineInterceptor(),
         MalformedRequestInterceptor(),
         ErrorMappingInterceptor(translate_errors),
     ]
     server = grpc.aio.server(
-        interceptors=interceptors,
+        interceptors=[InterceptorChain(concerns)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
