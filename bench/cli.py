@@ -19,6 +19,7 @@ Exit status: 0 done (and every measured target met, with ``--check``),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -179,6 +180,7 @@ def run(profile: Profile, args: argparse.Namespace) -> dict[str, Any]:
                     progress.update(task, completed=done / total)
 
                 context = set_up_accounts(mesh, profile.accounts, setup_progress)
+            context = dataclasses.replace(context, edge_customers=max(profile.levels))
             for seed, scenario in enumerate(grpc_scenarios, start=args.seed):
                 why = scenario.unavailable(context)
                 if why is not None:

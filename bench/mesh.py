@@ -42,6 +42,14 @@ from mesh.runtime.redis import RedisUnreachable, check_redis, redact_redis_url
 LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 START_TIMEOUT = 180.0
+# The edge's per-user and per-address allowances (30 payments a minute, 10
+# sign-ins) are for people; the bench's few customers, all on 127.0.0.1, pay
+# hundreds of times a second. Raised, not removed: every request still pays
+# for the limiter's Redis round trip, as in production.
+EDGE_LIMITS = {
+    "BANKMESH_EDGE_RATE_CREATE_PAYMENT": "1000000/1",
+    "BANKMESH_EDGE_RATE_LOGIN": "1000000/1",
+}
 
 
 class BenchError(Exception):
@@ -178,6 +186,7 @@ class RunningMesh:
         }
         # What the mesh talks to is the bench's choice, never a leftover of the shell.
         env = {k: v for k, v in os.environ.items() if not k.startswith("BANKMESH_")}
+        env.update(EDGE_LIMITS)
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
         log = (self.data_dir / "launcher.log").open("ab")

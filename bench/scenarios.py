@@ -14,7 +14,6 @@ payment of the run is short of money.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import uuid
 from collections.abc import Callable
@@ -27,10 +26,12 @@ import mesh as mesh_package
 from bankmesh.account.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from bankmesh.common.v1 import money_pb2
 from bench import echo
+from bench.customers import set_up_edge_customers
 from bench.mesh import BenchError, RunningMesh
 from bench.workloads import (
     CURRENCY,
     EchoWorkload,
+    EdgeCustomer,
     EdgePaymentWorkload,
     GrpcTarget,
     PaymentWorkload,
@@ -54,6 +55,9 @@ class Context:
     accounts: tuple[str, ...] = ()
     customers: tuple[str, ...] = ()
     settlement: str = ""
+    # Customers signed in at the edge for its scenario: one per request in
+    # flight at the highest level, so no two tasks need share a customer.
+    edge_customers: int = 64
 
     def target(self, service: str) -> GrpcTarget:
         credentials = self.mesh.credentials
@@ -85,18 +89,28 @@ def _edge_unavailable(context: Context) -> str | None:
         return "not available: there is no mesh/edge in this checkout"
     if "edge" not in context.mesh.addresses:
         return "not available: mesh/edge exists but `bankmesh up` starts no edge process yet"
+    if "identity" not in context.mesh.addresses:
+        return "not available: the mesh runs no identity service to sign customers in"
     return None
 
 
 def _edge_workload(context: Context) -> Workload:
     credentials = context.mesh.credentials
     assert credentials is not None
-    return EdgePaymentWorkload(
-        base_url=f"https://{context.mesh.addresses['edge'][0]}",
-        ca=credentials.ca,
-        accounts=context.accounts,
-        bearer_token=os.environ.get("BENCH_EDGE_TOKEN", ""),
-    )
+    base_url = f"https://{context.mesh.addresses['edge'][0]}"
+    customers = asyncio.run(_edge_customers(context, base_url, credentials.ca))
+    return EdgePaymentWorkload(base_url=base_url, ca=credentials.ca, customers=customers)
+
+
+async def _edge_customers(context: Context, base_url: str, ca: str) -> tuple[EdgeCustomer, ...]:
+    identity, account = context.target("identity").open(), context.target("account").open()
+    try:
+        return await set_up_edge_customers(
+            identity, account, context.settlement, base_url, ca, context.edge_customers
+        )
+    finally:
+        await identity.close(grace=None)
+        await account.close(grace=None)
 
 
 SCENARIOS: dict[str, Scenario] = {

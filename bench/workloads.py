@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 import httpx
-from google.protobuf import json_format
 
 from bankmesh.account.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from bankmesh.common.v1 import context_pb2, money_pb2
@@ -263,51 +262,90 @@ class RiskWorkload(GrpcWorkload):
 
 
 class HttpError(Exception):
-    """The edge answered with a status other than 2xx."""
+    """The edge answered with a status other than 2xx (and, when it gave one, a reason)."""
 
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
+    def __init__(self, status: int, reason: str = "") -> None:
+        super().__init__(f"HTTP {status} {reason}".rstrip())
         self.status = status
+        self.reason = reason
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        details = response.json().get("details") or [{}]
+        return str(details[0].get("reason", ""))
+    except (ValueError, AttributeError, IndexError):
+        return ""
+
+
+@dataclass(frozen=True)
+class EdgeCustomer:
+    """A customer signed in at the edge: their access token and their funded account."""
+
+    token: str
+    account: str
 
 
 @dataclass
 class EdgePaymentWorkload(Workload):
     """The payment scenario through the edge: POST /v1/payments, HTTPS + JSON.
 
-    The route and body follow CreatePayment's google.api.http annotation
-    (``post: "/v1/payments"``, ``body: "*"``), in proto3's JSON mapping. The
-    edge's certificate is checked against the mesh CA; ``bearer_token``, when
-    set, goes in the Authorization header.
+    Each request is made by one of ``customers`` (a random one), with their
+    access token, from their account to another customer's (a few regular
+    payees, as in the gRPC scenario), with a fresh ``Idempotency-Key``. The
+    body is CreatePayment in proto3's JSON mapping, written by hand rather
+    than through json_format so that the load generator stays cheap. The
+    edge's certificate is checked against the mesh CA.
     """
 
     base_url: str
     ca: str
-    accounts: tuple[str, ...] = ()
-    bearer_token: str = ""
+    customers: tuple[EdgeCustomer, ...] = ()
     timeout: float = 30.0
     _clients: list[httpx.AsyncClient] = field(default_factory=list, init=False, repr=False)
     _next: int = field(default=0, init=False, repr=False)
 
     async def start(self, connections: int) -> None:
         context = ssl.create_default_context(cafile=self.ca)
-        headers = {"Authorization": f"Bearer {self.bearer_token}"} if self.bearer_token else {}
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
         self._clients = [
             httpx.AsyncClient(
-                base_url=self.base_url, verify=context, headers=headers, timeout=self.timeout
+                base_url=self.base_url, verify=context, timeout=self.timeout, limits=limits
             )
             for _ in range(max(1, connections))
         ]
 
     async def call(self, rng: random.Random) -> Sequence[str]:
         self._next = (self._next + 1) % len(self._clients)
-        body = json_format.MessageToDict(payment_request(self.accounts, rng))
-        response = await self._clients[self._next].post("/v1/payments", json=body)
-        if not 200 <= response.status_code < 300:
-            raise HttpError(response.status_code)
-        payment = json_format.ParseDict(
-            response.json().get("payment", {}), payment_pb2.Payment(), ignore_unknown_fields=True
+        count = len(self.customers)
+        source = rng.randrange(count)
+        payer = self.customers[source]
+        context = customer_context(source)
+        body = {
+            "sourceAccountId": payer.account,
+            "destinationAccountId": self.customers[payee(source, rng, count)].account,
+            "amount": {"minorUnits": str(everyday_amount(rng)), "currencyCode": CURRENCY},
+            "reference": "bench",
+            "clientContext": {
+                "channel": "CHANNEL_MOBILE",
+                "deviceId": context.device_id,
+                "geo": {"latitude": context.geo.latitude, "longitude": context.geo.longitude},
+            },
+        }
+        response = await self._clients[self._next].post(
+            "/v1/payments",
+            json=body,
+            headers={
+                "Authorization": f"Bearer {payer.token}",
+                "Idempotency-Key": str(uuid.uuid4()),
+                "User-Agent": context.user_agent,
+            },
         )
-        return payment_labels(payment)
+        if not 200 <= response.status_code < 300:
+            raise HttpError(response.status_code, _reason(response))
+        payment = response.json().get("payment", {})
+        status = str(payment.get("status", "")).removeprefix("PAYMENT_STATUS_")
+        return [status, *(f"risk:{reason}" for reason in payment.get("riskReasons", ()))]
 
     async def stop(self) -> None:
         for client in self._clients:
