@@ -11,8 +11,10 @@ process from taking a connection each just to wait: only the first goes to
 the database; the others queue in memory and, by the time they get in, can
 usually replay the stored answer.
 
-Waiting is bounded: `SET LOCAL lock_timeout` makes PostgreSQL give up after
-the caller's remaining time, and the waiter then reports the key as in use.
+Waiting is bounded: `lock_timeout` makes PostgreSQL give up after the
+caller's remaining time, and the waiter then reports the key as in use. Lock
+connections run in autocommit, so a free lock costs one round trip to take
+and one to release.
 
 Give the locks an engine (a connection pool) of their own. A lock holder
 keeps its lock connection while it does the payment's work through the unit
@@ -39,6 +41,9 @@ from services.common.storage import raise_translated
 from services.payment.service_layer.unit_of_work import LockTimeout
 
 log = logging.getLogger("bankmesh.payment")
+
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:k)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:k)")
 
 
 @dataclass(slots=True)
@@ -88,10 +93,7 @@ class AdvisoryLocks:
             try:
                 conn = await self._connect()
                 try:
-                    got = await conn.scalar(
-                        text("SELECT pg_try_advisory_lock(:k)"), {"k": lock_key(payment_id)}
-                    )
-                    await conn.commit()
+                    got = await conn.scalar(_TRY_LOCK, {"k": lock_key(payment_id)})
                 except BaseException:
                     await conn.invalidate()
                     raise
@@ -119,29 +121,28 @@ class AdvisoryLocks:
                 del self._local[payment_id]
 
     async def _connect(self) -> AsyncConnection:
+        """A connection in autocommit: a session lock needs no transaction around it.
+
+        Without one, taking and releasing a free lock is one round trip each,
+        instead of BEGIN, the statement and COMMIT.
+        """
         try:
-            return await self._engine.connect()
+            conn = await self._engine.connect()
         except Exception as exc:
             raise_translated(exc, "payment")
             raise
+        return await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def _lock(self, payment_id: UUID, wait: float) -> AsyncConnection:
         """A connection whose session holds the payment's advisory lock."""
         conn = await self._connect()
         key = lock_key(payment_id)
         try:
-            async with conn.begin():
+            # Nearly always free (one request per key at a time): try first.
+            if not await conn.scalar(_TRY_LOCK, {"k": key}):
                 if wait <= 0:
-                    got = await conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": key})
-                    if not got:
-                        raise LockTimeout(f"payment {payment_id} is busy")
-                else:
-                    # LOCAL: the timeout ends with this transaction; the session lock does not.
-                    await conn.execute(
-                        text("SELECT set_config('lock_timeout', :t, true)"),
-                        {"t": f"{max(int(wait * 1000), 1)}ms"},
-                    )
-                    await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                    raise LockTimeout(f"payment {payment_id} is busy")
+                await self._wait_for_lock(conn, key, wait)
         except LockTimeout:
             await conn.close()
             raise
@@ -157,10 +158,22 @@ class AdvisoryLocks:
             raise
         return conn
 
+    @staticmethod
+    async def _wait_for_lock(conn: AsyncConnection, key: int, wait: float) -> None:
+        """Block for the lock, but no longer than `wait`: PostgreSQL's lock_timeout says when."""
+        await conn.execute(
+            text("SELECT set_config('lock_timeout', :t, false)"),
+            {"t": f"{max(int(wait * 1000), 1)}ms"},
+        )
+        try:
+            await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        finally:
+            # The session goes back to the pool: it must not keep our timeout.
+            await conn.execute(text("RESET lock_timeout"))
+
     async def _unlock(self, conn: AsyncConnection, payment_id: UUID) -> None:
         try:
-            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key(payment_id)})
-            await conn.commit()
+            await conn.execute(_UNLOCK, {"k": lock_key(payment_id)})
             await conn.close()
         except BaseException:
             # A pooled connection must never keep a lock: closing the session releases it.
