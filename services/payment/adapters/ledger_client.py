@@ -16,6 +16,7 @@ or `default_timeout` when there is no incoming deadline (see `deadlines`).
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING
@@ -72,11 +73,33 @@ _HOLD_STATES = {
 
 SERVICE = "account"
 
+# Accounts remembered by id (a few hundred bytes each): enough for every
+# active payer and payee of a busy day on one replica, bounded in memory.
+ACCOUNT_CACHE_SIZE = 50_000
+
 
 class GrpcLedger:
-    def __init__(self, channel: ChannelSource, *, default_timeout: float = 2.0) -> None:
+    """The ledger as payment needs it.
+
+    What payment reads of an account (its id, owner and currency) never
+    changes once the account exists, so accounts found are remembered (up to
+    `account_cache_size`, least recently used first out): a customer's second
+    payment costs no GetAccount call. An account not found is asked again next
+    time, since it may be opened meanwhile. Status and balances are never
+    cached; the ledger checks those itself when money moves.
+    """
+
+    def __init__(
+        self,
+        channel: ChannelSource,
+        *,
+        default_timeout: float = 2.0,
+        account_cache_size: int = ACCOUNT_CACHE_SIZE,
+    ) -> None:
         self._source = channel
         self._default_timeout = default_timeout
+        self._accounts: OrderedDict[uuid.UUID, LedgerAccount] = OrderedDict()
+        self._account_cache_size = account_cache_size
 
     def _stub(self) -> AccountServiceAsyncStub:
         try:
@@ -133,6 +156,18 @@ class GrpcLedger:
         return _transfer(response.transfer)
 
     async def get_account(self, account_id: uuid.UUID) -> LedgerAccount | None:
+        known = self._accounts.get(account_id)
+        if known is not None:
+            self._accounts.move_to_end(account_id)
+            return known
+        found = await self._fetch_account(account_id)
+        if found is not None and self._account_cache_size > 0:
+            self._accounts[account_id] = found
+            if len(self._accounts) > self._account_cache_size:
+                self._accounts.popitem(last=False)
+        return found
+
+    async def _fetch_account(self, account_id: uuid.UUID) -> LedgerAccount | None:
         stub = self._stub()
         try:
             response = await stub.GetAccount(
