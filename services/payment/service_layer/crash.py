@@ -11,8 +11,8 @@ Steps, in the order a payment reaches them:
 
 | step                    | where                                                      |
 |-------------------------|------------------------------------------------------------|
-| after_persist           | the PENDING payment and its idempotency key are committed  |
-| after_risk              | risk's decision (the route) is committed, no money moved   |
+| after_risk              | risk answered; nothing is stored yet (the retry redoes it) |
+| after_persist           | the PENDING payment, its route and its key are committed   |
 | after_transfer          | the ledger accepted the transfer or hold; not yet recorded |
 | after_review_decision   | a reviewer's decision is committed; hold not yet posted    |
 | after_refund_persist    | a PENDING refund is committed; no money returned yet       |
@@ -29,8 +29,8 @@ log = logging.getLogger("bankmesh.payment")
 
 CRASH_STEPS = frozenset(
     {
-        "after_persist",
         "after_risk",
+        "after_persist",
         "after_transfer",
         "after_review_decision",
         "after_refund_persist",

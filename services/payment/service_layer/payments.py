@@ -5,8 +5,8 @@ resumption (by a retry with the key or by the recovery loop), reviews and
 refunds all change a payment only while holding `PaymentLocks.hold(id)`.
 Inside the lock every step follows the same recipe:
 
-1. write down what is about to happen (the PENDING payment, the route risk
-   chose, the reviewer's decision, the PENDING refund) and commit;
+1. write down what is about to happen (the PENDING payment with the route
+   risk chose, the reviewer's decision, the PENDING refund) and commit;
 2. ask the ledger, with a transfer id derived from the payment and the step;
 3. write down what the ledger answered, and the idempotent response, in one
    transaction.
@@ -28,8 +28,9 @@ CreatePayment with a key:
                 key claimed, no response? ─ yes ─▶ resume that payment
                        │ no
                        ▼
-                check the source account (customers: their own) ─▶ persist
-                PENDING + key ─▶ risk ─▶ ledger ─▶ settle + store response
+                check the source account (customers: their own) ─▶ risk
+                ─▶ persist PENDING with its route + key ─▶ ledger ─▶ settle
+                + store response (a decline is stored with its response at once)
 
 When the ledger cannot be reached, CreatePayment answers with the payment
 still PENDING and stores no response: a retry with the same key (or the
@@ -171,7 +172,6 @@ class Payments:
                 return await self._advance_quietly(await self._load(payment_id), SYSTEM_ACTOR)
 
             payer = await self._payer(caller, request.source_account_id)
-            now = self._clock.now()
             payment = new_payment(
                 request,
                 payment_id=payment_id,
@@ -179,17 +179,29 @@ class Payments:
                 payer_customer_id=payer,
                 review_timeout_seconds=self._settings.review_timeout_seconds,
                 actor=caller.actor,
-                now=now,
+                now=self._clock.now(),
             )
+            # Scored before it is stored, so it is stored once, with its route.
+            # Risk keeps its decision by payment id: if we die before storing,
+            # the client's retry (same key, same id) gets the same decision.
+            await self._route(payment, SYSTEM_ACTOR)
+            self._crash("after_risk")
             async with self._uow() as uow:
                 claimed = await uow.payments.add_key(
                     IdempotencyRecord(
-                        scope, key, Operation.CREATE_PAYMENT, fingerprint, payment_id, now
+                        scope,
+                        key,
+                        Operation.CREATE_PAYMENT,
+                        fingerprint,
+                        payment_id,
+                        payment.created_at,
                     )
                 )
                 if not claimed or not await uow.payments.add(payment):
                     # Only possible if two holders of the lock existed; the retry re-reads.
                     raise WriteConflict(f"payment {payment_id} was created concurrently")
+                if payment.status is PaymentStatus.DECLINED:
+                    await uow.payments.store_response(scope, key, payment, self._clock.now())
                 await uow.commit()
             self._crash("after_persist")
             return await self._advance_quietly(payment, SYSTEM_ACTOR)
@@ -472,20 +484,13 @@ class Payments:
     async def _settle_new(self, payment: Payment, actor: str) -> None:
         """PENDING -> route -> COMPLETED / IN_REVIEW / DECLINED / FAILED."""
         if payment.route is None:
-            decision = await self._score(payment)
-            now = self._clock.now()
-            if decision is None:
-                payment.record_risk_unavailable(now)
-            else:
-                payment.record_risk(decision.outcome, decision.reasons, decision.decision_id, now)
-            if decision is not None and decision.outcome is RiskOutcome.DECLINE:
-                payment.transition(
-                    PaymentStatus.DECLINED, ChangeReason.PAYMENT_DECLINED, actor, now
-                )
+            # Stored before risk answered: only by a version of this service
+            # that asked risk after storing; such a payment is finished here.
+            await self._route(payment, actor)
+            if payment.status is PaymentStatus.DECLINED:
                 await self._save(payment, respond=True)
                 return
             await self._save(payment)
-            self._crash("after_risk")
 
         hold = payment.route is Route.HOLD
         step = ids.HOLD if hold else ids.TRANSFER
@@ -514,6 +519,17 @@ class Payments:
             _check_consistent(payment, outcome)
             payment.fail(outcome.reason, actor, now)
         await self._save(payment, respond=True)
+
+    async def _route(self, payment: Payment, actor: str) -> None:
+        """Ask risk and record its route on `payment` (in memory): post, hold or decline."""
+        decision = await self._score(payment)
+        now = self._clock.now()
+        if decision is None:
+            payment.record_risk_unavailable(now)
+            return
+        payment.record_risk(decision.outcome, decision.reasons, decision.decision_id, now)
+        if decision.outcome is RiskOutcome.DECLINE:
+            payment.transition(PaymentStatus.DECLINED, ChangeReason.PAYMENT_DECLINED, actor, now)
 
     async def _score(self, payment: Payment) -> RiskDecision | None:
         """Risk's decision, or None when risk cannot answer (the caller holds for review)."""

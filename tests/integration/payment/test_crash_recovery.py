@@ -197,9 +197,9 @@ def create(source: str, destination: str, amount: int, key: str) -> svc.CreatePa
 
 
 # What a crash at each step leaves: (payment status, risk outcome, ledger transfers).
+# The payment is stored with its route, so it is stored only once risk answered.
 LEFT_BEHIND = {
-    "after_persist": ("PENDING", None, []),
-    "after_risk": ("PENDING", "APPROVE", []),
+    "after_persist": ("PENDING", "APPROVE", []),
     "after_transfer": ("PENDING", "APPROVE", ["SINGLE_PHASE"]),
 }
 
@@ -228,6 +228,33 @@ async def test_a_payment_killed_at_any_step_completes_once_after_a_restart(
     assert await bank.transfers_between(alice, bob) == ["SINGLE_PHASE"]
     assert (await bank.posted(alice), await bank.posted(bob)) == (7_500, 2_500)
     assert set(risk.calls) == {str(payment_id)}
+    assert await bank.books_balance()
+
+
+async def test_a_payment_killed_before_it_was_stored_is_made_once_by_the_clients_retry(
+    launcher: Launcher, bank: Bank, risk: ScriptedRisk, crash_engine: AsyncEngine
+) -> None:
+    """SIGKILL after risk answered, before anything was stored: the retry with the key pays once."""
+    alice, bob = await bank.customer("alice", funds=10_000), await bank.customer("bob")
+    key = new_key()
+    await crash_during(launcher, "after_risk", create(alice, bob, 2_500, key))
+    p = tables.payments
+    async with crash_engine.connect() as conn:
+        stored = await conn.scalar(select(p.c.id).where(p.c.idempotency_key == key))
+    assert stored is None
+    assert await bank.transfers_between(alice, bob) == []
+
+    restarted = await launcher.start()
+    channel, stub = await payment_stub(restarted.address)
+    async with channel:
+        payment = (await stub.CreatePayment(create(alice, bob, 2_500, key))).payment
+        replay = (await stub.CreatePayment(create(alice, bob, 2_500, key))).payment
+
+    assert payment.status == replay.status == pb.PAYMENT_STATUS_COMPLETED
+    assert payment.payment_id == replay.payment_id
+    assert await bank.transfers_between(alice, bob) == ["SINGLE_PHASE"]
+    assert (await bank.posted(alice), await bank.posted(bob)) == (7_500, 2_500)
+    assert set(risk.calls) == {payment.payment_id}  # asked twice, for one payment id
     assert await bank.books_balance()
 
 

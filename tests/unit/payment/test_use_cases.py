@@ -207,7 +207,7 @@ async def test_risk_down_means_a_hold_never_a_posting(world: World) -> None:
 # -- crashes between steps --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("step", ["after_persist", "after_risk", "after_transfer"])
+@pytest.mark.parametrize("step", ["after_persist", "after_transfer"])
 async def test_a_crash_at_any_step_ends_in_one_completed_payment(world: World, step: str) -> None:
     """Killed mid-way, the payment is finished by recovery with exactly one transfer."""
     crashing = world.build(crash_at=step)
@@ -218,6 +218,20 @@ async def test_a_crash_at_any_step_ends_in_one_completed_payment(world: World, s
     assert p.status is PaymentStatus.COMPLETED
     assert world.ledger.kinds() == ["SINGLE_PHASE"]
     assert world.ledger.posted[world.alice] == 9_000
+
+
+async def test_a_crash_before_the_payment_was_stored_leaves_it_to_the_clients_retry(
+    world: World,
+) -> None:
+    """Risk answered, nothing was stored: nothing to recover, and the retry makes it once."""
+    with pytest.raises(Crash):
+        await world.build(crash_at="after_risk").create(SERVICE, world.request(1_000))
+    assert await world.recover() == 0
+    assert world.ledger.kinds() == []
+    p = await world.payments.create(SERVICE, world.request(1_000))
+    assert p.status is PaymentStatus.COMPLETED
+    assert world.ledger.kinds() == ["SINGLE_PHASE"]
+    assert set(world.risk.calls) == {p.id}  # asked again for the same payment id
 
 
 async def test_a_payment_routed_to_review_stays_on_that_route_after_a_crash(world: World) -> None:
