@@ -62,7 +62,7 @@ def chain_url(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def chain_engine(chain_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(chain_url, pool_size=4)
+    engine = create_engine(chain_url, pool_size=2)
     yield engine
     await engine.dispose()
 
@@ -158,7 +158,7 @@ async def test_a_rolled_back_transaction_leaves_no_audit_row_and_no_gap(
 async def test_concurrent_writers_make_one_gapless_valid_chain(
     chain_engine: AsyncEngine, chain_url: str
 ) -> None:
-    """40 transactions of 5 events from a pool of 4 connections: seq 1..200, all linked."""
+    """40 transactions of 5 events, racing on a small pool: seq 1..200, all linked."""
 
     async def writer(w: int) -> None:
         await write(chain_engine, *(event(w * 10 + i) for i in range(5)))
