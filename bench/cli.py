@@ -196,6 +196,7 @@ def run(profile: Profile, args: argparse.Namespace) -> dict[str, Any]:
                     rss,
                     progress,
                     seed,
+                    transfers_per_request=scenario.transfers_per_request,
                 )
             if PGBENCH in args.scenarios:
                 result = _pgbench(mesh, profile, progress)
@@ -261,6 +262,8 @@ def _measure_scenario(
     rss: dict[str, int],
     progress: Progress,
     seed: int,
+    *,
+    transfers_per_request: int = 1,
 ) -> dict[str, Any]:
     per_level = profile.warmup + profile.duration
     task = progress.add_task(name, total=per_level * len(profile.levels), status="")
@@ -291,6 +294,9 @@ def _measure_scenario(
         for process, value in sampler.max_rss.items():
             rss[process] = max(value, rss.get(process, 0))
         results[f"c{level}"] = _run_entry(measured, service_cores, machine_cores, sampler.max_rss)
+        if transfers_per_request > 1:
+            results[f"c{level}"]["transfers_per_request"] = transfers_per_request
+            results[f"c{level}"]["transfers_per_s"] = round(measured.rps * transfers_per_request, 1)
         progress.update(
             task,
             completed=base + per_level,

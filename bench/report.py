@@ -4,11 +4,14 @@
 
     {"runs": {"<scenario>": {"c1": {"rps", "p50_ms", "p99_ms", "p999_ms", "errors"}, ...}},
      "ratios": {"ledger_vs_echo_c64", "payment_vs_echo_c64", "edge_vs_payment_c64",
-                "hot_vs_ledger_c64", "ledger_vs_pgbench"},
+                "hot_vs_ledger_c64", "ledger_vs_pgbench", "ledger_batch_vs_pgbench"},
      "rss_mb": {"<process>": float}, "machine": {...}, "git_sha": str}
 
 A ratio whose scenarios were not both measured is null. ``ledger_vs_pgbench``
-is the best ledger transfers/s at any concurrency over the best pgbench tps.
+is the best ledger transfers/s at any concurrency (one transfer per request)
+over the best pgbench tps; ``ledger_batch_vs_pgbench`` the same for a client
+that sends ``transfers_per_request`` transfers per CreateTransfers (its runs
+carry ``transfers_per_s``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ RATIO_NAMES = (
     "edge_vs_payment_c64",
     "hot_vs_ledger_c64",
     "ledger_vs_pgbench",
+    "ledger_batch_vs_pgbench",
 )
 RSS_LIMIT_MB = 200.0
 
@@ -38,8 +42,12 @@ def _rps(runs: Mapping[str, Any], scenario: str, level: str) -> float | None:
 
 
 def _best_rps(runs: Mapping[str, Any], scenario: str) -> float | None:
+    return _best(runs, scenario, "rps")
+
+
+def _best(runs: Mapping[str, Any], scenario: str, key: str) -> float | None:
     levels = runs.get(scenario) or {}
-    return max((float(run["rps"]) for run in levels.values()), default=None)
+    return max((float(run[key]) for run in levels.values() if key in run), default=None)
 
 
 def _over(numerator: float | None, denominator: float | None) -> float | None:
@@ -56,6 +64,9 @@ def ratios(runs: Mapping[str, Any]) -> dict[str, float | None]:
         "edge_vs_payment_c64": _over(_rps(runs, "edge", "c64"), _rps(runs, "payment", "c64")),
         "hot_vs_ledger_c64": _over(_rps(runs, "hot", "c64"), _rps(runs, "ledger", "c64")),
         "ledger_vs_pgbench": _over(_best_rps(runs, "ledger"), _best_rps(runs, "pgbench")),
+        "ledger_batch_vs_pgbench": _over(
+            _best(runs, "ledger_batch", "transfers_per_s"), _best_rps(runs, "pgbench")
+        ),
     }
 
 
@@ -115,6 +126,7 @@ TARGETS: tuple[Target, ...] = (
     Target("ledger_vs_echo_c64", ">=", 0.5, _ratio("ledger_vs_echo_c64")),
     Target("ledger p99 / echo p99 at c64", "<=", 3.0, _ledger_p99_over_echo),
     Target("ledger_vs_pgbench", ">=", 1.0, _ratio("ledger_vs_pgbench")),
+    Target("ledger_batch_vs_pgbench", ">=", 1.0, _ratio("ledger_batch_vs_pgbench")),
     Target("hot_vs_ledger_c64", ">=", 0.5, _ratio("hot_vs_ledger_c64")),
     Target("payment_vs_echo_c64", ">=", 0.25, _ratio("payment_vs_echo_c64")),
     Target("edge_vs_payment_c64", ">=", 0.8, _ratio("edge_vs_payment_c64")),

@@ -45,6 +45,8 @@ from mesh.operator import settlement_account_id
 FUNDING_MINOR_UNITS = 1_000_000_00
 FUNDING_BATCH = 1_000
 SETUP_CONCURRENCY = 32
+# Transfers per request in the ledger_batch scenario.
+LEDGER_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class Scenario:
     measures: str
     workload: Callable[[Context], Workload]
     needs_accounts: bool = False
+    # Transfers per request, for a scenario that sends batches.
+    transfers_per_request: int = 1
     unavailable: Callable[[Context], str | None] = lambda context: None
 
 
@@ -126,6 +130,16 @@ SCENARIOS: dict[str, Scenario] = {
             "AccountService/CreateTransfer between random pairs of the funded accounts",
             lambda c: TransferWorkload(c.target("account"), accounts=c.accounts),
             needs_accounts=True,
+        ),
+        Scenario(
+            "ledger_batch",
+            f"AccountService/CreateTransfers, {LEDGER_BATCH} random pairs per request: "
+            "a client that batches",
+            lambda c: TransferWorkload(
+                c.target("account"), accounts=c.accounts, batch=LEDGER_BATCH
+            ),
+            needs_accounts=True,
+            transfers_per_request=LEDGER_BATCH,
         ),
         Scenario(
             "hot",

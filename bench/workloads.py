@@ -32,7 +32,7 @@ import grpc.aio
 import httpx
 
 from bankmesh.account.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
-from bankmesh.common.v1 import context_pb2, money_pb2
+from bankmesh.common.v1 import context_pb2, errors_pb2, money_pb2
 from bankmesh.payment.v1 import payment_pb2, payment_service_pb2, payment_service_pb2_grpc
 from bankmesh.risk.v1 import risk_service_pb2, risk_service_pb2_grpc
 from bench import echo
@@ -137,17 +137,24 @@ class EchoWorkload(GrpcWorkload):
 
 @dataclass
 class TransferWorkload(GrpcWorkload):
-    """AccountService/CreateTransfer between random accounts, or into one hot account."""
+    """AccountService/CreateTransfer between random accounts, or into one hot account.
+
+    With ``batch`` above 1, each request is a CreateTransfers of that many
+    independent transfers: how a client that batches (as TigerBeetle's clients
+    do) drives the ledger, one round trip and one group commit for many
+    transfers.
+    """
 
     accounts: tuple[str, ...] = ()
     # Set: every transfer credits this account (the hot-account scenario).
     hot_account: str | None = None
+    batch: int = 1
     _stubs: list[AccountServiceAsyncStub] = field(default_factory=list, init=False, repr=False)
 
     def bind(self, channels: list[grpc.aio.Channel]) -> None:
         self._stubs = [account_service_pb2_grpc.AccountServiceStub(c) for c in channels]
 
-    async def call(self, rng: random.Random) -> Sequence[str]:
+    def _transfer(self, rng: random.Random) -> account_pb2.NewTransfer:
         debit = rng.randrange(len(self.accounts))
         if self.hot_account is not None:
             credit_id = self.hot_account
@@ -155,17 +162,30 @@ class TransferWorkload(GrpcWorkload):
             credit_id = self.accounts[
                 (debit + rng.randrange(1, len(self.accounts))) % len(self.accounts)
             ]
-        request = account_service_pb2.CreateTransferRequest(
-            transfer=account_pb2.NewTransfer(
-                transfer_id=str(uuid.uuid4()),
-                debit_account_id=self.accounts[debit],
-                credit_account_id=credit_id,
-                amount=money_pb2.Money(minor_units=rng.randint(1, 1_000), currency_code=CURRENCY),
-                kind=account_pb2.TRANSFER_KIND_SINGLE_PHASE,
-            )
+        return account_pb2.NewTransfer(
+            transfer_id=str(uuid.uuid4()),
+            debit_account_id=self.accounts[debit],
+            credit_account_id=credit_id,
+            amount=money_pb2.Money(minor_units=rng.randint(1, 1_000), currency_code=CURRENCY),
+            kind=account_pb2.TRANSFER_KIND_SINGLE_PHASE,
         )
-        response = await self._stubs[self.pick()].CreateTransfer(request, timeout=self.timeout)
-        return ("EXISTS" if response.already_existed else "CREATED",)
+
+    async def call(self, rng: random.Random) -> Sequence[str]:
+        stub = self._stubs[self.pick()]
+        if self.batch == 1:
+            request = account_service_pb2.CreateTransferRequest(transfer=self._transfer(rng))
+            response = await stub.CreateTransfer(request, timeout=self.timeout)
+            return ("EXISTS" if response.already_existed else "CREATED",)
+        batch = account_service_pb2.CreateTransfersRequest(
+            transfers=[self._transfer(rng) for _ in range(self.batch)]
+        )
+        results = (await stub.CreateTransfers(batch, timeout=self.timeout)).results
+        refused = [errors_pb2.ErrorReason.Name(r.reason) for r in results if r.outcome != _CREATED]
+        # One outcome per request: all created, or the first refusal's reason.
+        return (refused[0] if refused else "CREATED",)
+
+
+_CREATED = account_service_pb2.CreateTransferResult.OUTCOME_CREATED
 
 
 # Each customer pays a few regular payees, from their own phone at home: the

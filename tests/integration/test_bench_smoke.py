@@ -135,6 +135,10 @@ def test_ratios_divide_the_c64_throughputs_and_the_best_ledger_by_the_best_pgben
         "ledger": {"c1": _run(100.0), "c16": _run(1500.0), "c64": _run(1000.0)},
         "hot": {"c64": _run(250.0)},
         "payment": {"c64": _run(400.0)},
+        "ledger_batch": {
+            "c1": {**_run(20.0), "transfers_per_s": 2000.0},
+            "c16": {**_run(36.0), "transfers_per_s": 3600.0},
+        },
         "pgbench": {"c1": _run(300.0), "c16": _run(1200.0)},
     }
     assert report.ratios(runs) == {
@@ -143,6 +147,7 @@ def test_ratios_divide_the_c64_throughputs_and_the_best_ledger_by_the_best_pgben
         "edge_vs_payment_c64": None,  # no edge run: null, not zero
         "hot_vs_ledger_c64": 0.25,
         "ledger_vs_pgbench": 1.25,  # best ledger (c16) over best pgbench
+        "ledger_batch_vs_pgbench": 3.0,  # transfers, not requests, per second
     }
 
 
