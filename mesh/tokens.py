@@ -293,6 +293,25 @@ def verify_access_token(
     return _check_claims(claims, kid, issuer=issuer, audience=audience, now=now, leeway=leeway)
 
 
+def unverified_key_id(token: str) -> str | None:
+    """The `kid` a token's header names, if well formed; nothing about the token is verified.
+
+    For a key set that may be behind its issuer: a kid it does not know yet
+    is a reason to refresh the set (rate-limited), never to fetch a key the
+    token points at.
+    """
+    if not token or len(token) > _MAX_TOKEN_CHARS:
+        return None
+    head, dot, _ = token.partition(".")
+    if not dot:
+        return None
+    try:
+        kid = _json_object(_b64decode(head), "header").get("kid")
+    except TokenRejected:
+        return None
+    return kid if isinstance(kid, str) and KID_PATTERN.fullmatch(kid) else None
+
+
 def _check_claims(
     claims: Mapping[str, Any], kid: str, *, issuer: str, audience: str, now: float, leeway: int
 ) -> AccessClaims:

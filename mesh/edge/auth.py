@@ -14,7 +14,13 @@ Three parts, each a port so tests can stand in for identity:
   `kid` only *selects* a key already in the ring. A failed refresh, or a key
   set that does not parse as a whole, keeps the previous keys, so a short
   identity outage locks nobody out; a key identity stops publishing stops
-  verifying at the next refresh.
+  verifying at the next refresh. A token whose kid the ring does not know
+  (identity rotated its key since the last refresh) makes the ring refresh
+  at once, at most every `min_refresh_interval` seconds however many such
+  tokens arrive. While the ring has no keys at all (an edge just started,
+  identity not reachable yet) a token cannot be judged: that is 503
+  DEPENDENCY_UNAVAILABLE, to retry, never a 401 that would sign the
+  customer out.
 * `TokenVerifier` checks one token against the ring. The default is
   `mesh.tokens.verify_access_token`, the one verifier every service shares
   (ES256 only, typ at+jwt, iss, aud, exp, at most 60 s of skew).
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -96,12 +103,37 @@ class KeyRing:
         *,
         refresh_interval: float = 300.0,
         retry_interval: float = 5.0,
+        min_refresh_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._refresh_interval = refresh_interval
         self._retry_interval = retry_interval
+        self._min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._last_on_demand: float | None = None
+        self._on_demand: asyncio.Task[bool] | None = None
         self.jwks = tokens.Jwks({})
         self.last_error = ""
+
+    async def refresh_on_demand(self) -> bool:
+        """Refresh now, unless one was asked for within `min_refresh_interval`.
+
+        Concurrent callers share one fetch. True when the ring was refreshed
+        (by this call or the one it joined); False when it was too soon or
+        the fetch failed. A token naming a made-up kid can therefore cost
+        identity at most one GetJwks per interval, whatever the traffic.
+        """
+        if self._on_demand is not None and not self._on_demand.done():
+            return await asyncio.shield(self._on_demand)
+        now = self._clock()
+        if self._last_on_demand is not None and (
+            now - self._last_on_demand < self._min_refresh_interval
+        ):
+            return False
+        self._last_on_demand = now
+        self._on_demand = asyncio.ensure_future(self.refresh())
+        return await asyncio.shield(self._on_demand)
 
     async def refresh(self) -> bool:
         """Fetch the keys once; keep the old ones if that fails. True on success."""
@@ -192,7 +224,7 @@ class Authenticator:
     async def authenticate(self, authorization: str | None, *, mutating: bool) -> VerifiedToken:
         token = bearer_token(authorization)
         try:
-            verified = self._verify(token, self._keys.jwks)
+            verified = await self._verified(token)
         except TokenRefused as exc:
             log.info("access token refused: %s", exc.detail)
             raise unauthenticated(exc.reason, _client_message(exc.reason)) from None
@@ -209,6 +241,25 @@ class Authenticator:
         if revoked:
             raise unauthenticated("TOKEN_INVALID", "the session has ended; sign in again")
         return verified
+
+    async def _verified(self, token: str) -> VerifiedToken:
+        if not self._keys.jwks.keys and not await self._keys.refresh_on_demand():
+            raise EdgeError(
+                grpc.StatusCode.UNAVAILABLE,
+                "DEPENDENCY_UNAVAILABLE",
+                "cannot check access tokens yet: the signing keys are not loaded; "
+                "retry shortly, the token may well be valid",
+            )
+        try:
+            return self._verify(token, self._keys.jwks)
+        except TokenRefused:
+            kid = tokens.unverified_key_id(token)
+            if kid is None or kid in self._keys.jwks.kids:
+                raise
+            if not await self._keys.refresh_on_demand() or kid not in self._keys.jwks.kids:
+                raise
+        # Identity had rotated its key: the refreshed ring knows the kid now.
+        return self._verify(token, self._keys.jwks)
 
 
 def bearer_token(authorization: str | None) -> str:

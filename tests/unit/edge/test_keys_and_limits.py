@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import grpc
 import pytest
 
-from mesh.edge.auth import Jwk, KeyRing
+from mesh.edge.auth import AccessTokenVerifier, Authenticator, Jwk, KeyRing
+from mesh.edge.errors import EdgeError
 from mesh.edge.ratelimit import Limit, LocalLimiter, RateLimiter, rules_from_env
 from tests.unit.edge.signing import TokenIssuer
 
@@ -111,3 +113,86 @@ def test_limits_are_configured_as_count_per_seconds() -> None:
         Limit.parse("lots")
     with pytest.raises(ValueError, match="not a limit"):
         Limit.parse("0/10")
+
+
+# -- on-demand refreshes: a ring behind identity, or not loaded yet -----------------------
+
+
+class SteppedClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def no_session_ended(session_id: str) -> bool:
+    return False
+
+
+def authenticator(ring: KeyRing) -> Authenticator:
+    return Authenticator(ring, AccessTokenVerifier(), no_session_ended)
+
+
+async def test_on_demand_refreshes_are_rate_limited_and_shared() -> None:
+    """However many callers ask, identity sees one GetJwks per interval."""
+    clock = SteppedClock()
+    source = Source()
+    source.answers = [[K1]]
+    ring = KeyRing(source, min_refresh_interval=5.0, clock=clock)
+    assert all(await asyncio.gather(*(ring.refresh_on_demand() for _ in range(10))))
+    assert source.calls == 1
+    clock.now += 4.9
+    assert not await ring.refresh_on_demand()
+    assert source.calls == 1
+    clock.now += 0.2
+    assert await ring.refresh_on_demand()
+    assert source.calls == 2
+
+
+async def test_a_token_signed_with_a_key_identity_just_rotated_in_is_accepted() -> None:
+    """The ring knows k1; identity now signs with k2: one refresh, and the customer gets in."""
+    old, new = TokenIssuer("k1"), TokenIssuer("k2")
+    source = Source()
+    source.answers = [[old.jwk()]]
+    ring = KeyRing(source, clock=SteppedClock())
+    await ring.refresh()
+    source.answers = [[old.jwk(), new.jwk()]]
+    verified = await authenticator(ring).authenticate(
+        f"Bearer {new.customer('c-1')}", mutating=True
+    )
+    assert verified.user.customer_id == "c-1"
+    assert ring.jwks.kids == {"k1", "k2"}
+    assert source.calls == 2
+
+
+async def test_made_up_kids_cost_identity_one_fetch_per_interval_and_are_refused() -> None:
+    forger = TokenIssuer("not-published")
+    source = Source()
+    source.answers = [[K1]]
+    ring = KeyRing(source, clock=SteppedClock())
+    await ring.refresh()
+    auth = authenticator(ring)
+    for _ in range(20):
+        with pytest.raises(EdgeError) as refused:
+            await auth.authenticate(f"Bearer {forger.customer('c-1')}", mutating=False)
+        assert refused.value.wire.code is grpc.StatusCode.UNAUTHENTICATED
+    assert source.calls == 2  # the first refresh, then one on demand
+
+
+async def test_before_any_key_is_loaded_a_token_is_a_503_to_retry_not_a_401() -> None:
+    """A freshly started edge that cannot reach identity must not sign customers out."""
+    issuer = TokenIssuer("k1")
+    source = Source()
+    source.answers = [ConnectionError("identity not up yet")]
+    ring = KeyRing(source, clock=SteppedClock())
+    with pytest.raises(EdgeError) as refused:
+        await authenticator(ring).authenticate(f"Bearer {issuer.customer('c-1')}", mutating=True)
+    assert refused.value.wire.code is grpc.StatusCode.UNAVAILABLE
+    assert refused.value.wire.reason == "DEPENDENCY_UNAVAILABLE"
+    source.answers = [[issuer.jwk()]]
+    await ring.refresh()
+    verified = await authenticator(ring).authenticate(
+        f"Bearer {issuer.customer('c-1')}", mutating=True
+    )
+    assert verified.user.customer_id == "c-1"
