@@ -86,6 +86,13 @@ def _literal(address: str) -> str:
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.service_config", service_config()),
     ("grpc.enable_retries", 1),
+    # gRPC's defaults (first retry after 1 s, growing 1.6x to 2 minutes) are
+    # made for clients of a distant server. Between services a lost
+    # connection (a restarted peer, a dropped link) should be redialled
+    # within a second or two of coming back: the chaos runs measured over
+    # 7 s of lost payments after a 5 s outage of one hop with the defaults.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
 ]
 
 
