@@ -17,6 +17,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .base import Call, ServerInterceptor
 
+TRACEPARENT = "traceparent"  # W3C trace context, the propagator the mesh uses
+
 
 class TracingInterceptor(ServerInterceptor):
     def __init__(self, service: str, tracer_provider: trace.TracerProvider | None = None) -> None:
@@ -24,8 +26,14 @@ class TracingInterceptor(ServerInterceptor):
         self._tracer = trace.get_tracer("bankmesh.mesh", tracer_provider=tracer_provider)
 
     async def around(self, call: Call, proceed: Callable[[], Awaitable[Any]]) -> Any:
-        carrier = {k: v for k, v in call.context.invocation_metadata() or () if isinstance(v, str)}
-        parent = propagate.extract(carrier)
+        # A call that starts a trace (from a client, the CLI, a load test)
+        # carries no trace context: it skips copying and parsing the metadata.
+        parent = None
+        if call.metadata(TRACEPARENT) is not None:
+            carrier = {
+                k: v for k, v in call.context.invocation_metadata() or () if isinstance(v, str)
+            }
+            parent = propagate.extract(carrier)
         with self._tracer.start_as_current_span(
             call.method.lstrip("/"),
             context=parent,
