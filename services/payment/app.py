@@ -67,6 +67,9 @@ SERVICE_NAME = payment_service_pb2.DESCRIPTOR.services_by_name["PaymentService"]
 POOL_SIZE = 20
 # Lock connections are held for a whole payment, so they get their own pool
 # (see adapters/locks.py); its size bounds how many payments run at once.
+# It has no overflow: a burst past it queues here, in the process, instead
+# of opening a connection per payment in flight until PostgreSQL runs out
+# of them (64 payments in flight on a server with max_connections=100 did).
 LOCK_POOL_SIZE = 32
 
 
@@ -135,7 +138,7 @@ async def serve(
     config = config or PaymentConfig.from_env()
     clock = clock or SystemClock()
     engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
-    locks_engine = create_engine(env.require_database(), pool_size=LOCK_POOL_SIZE)
+    locks_engine = create_engine(env.require_database(), pool_size=LOCK_POOL_SIZE, max_overflow=0)
     mesh = downstreams(env)
 
     def uow() -> SqlUnitOfWork:

@@ -28,11 +28,12 @@ async def test_far_more_concurrent_payments_than_connections_all_complete(
 
     Each payment holds its advisory-lock connection for the whole flow; with
     locks and writes sharing one small pool, this froze with every connection
-    held by a lock waiting for a connection to write with.
+    held by a lock waiting for a connection to write with. The lock pool is a
+    hard bound of 8, as the service's is (no overflow): the other 24 payments
+    queue for a lock connection instead of opening more.
     """
     engine = create_engine(payment_database_url, pool_size=2)
-    # Modest: the PostgreSQL server is shared with the other suites (max_connections).
-    locks_engine = create_engine(payment_database_url, pool_size=8)
+    locks_engine = create_engine(payment_database_url, pool_size=8, max_overflow=0)
     alice, bob = await bank.customer("alice", funds=100_000), await bank.customer("bob")
     server = await start_payment_server(
         make_payments(engine, *channels, clock, locks_engine=locks_engine)
