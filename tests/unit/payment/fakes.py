@@ -69,6 +69,10 @@ class FakeLedger:
     transfers_down: bool = False
     lose_next_answer: bool = False
     sent: list[TransferRequest] = field(default_factory=list)
+    # Seconds each transfer takes, and the most ever in flight at once.
+    delay: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     def open(self, customer_id: str = "", funds: int = 0) -> uuid.UUID:
         account_id = uuid.uuid4()
@@ -94,6 +98,12 @@ class FakeLedger:
         self._check_up()
         if self.transfers_down:
             raise DependencyUnavailable("account", "UNAVAILABLE")
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
         self.sent.append(request)
         outcome = self._apply(request)
         if self.lose_next_answer:

@@ -27,6 +27,7 @@ from services.payment.domain.model import PaymentRequest, PaymentStatus, RiskOut
 from services.payment.service_layer import deadlines
 from services.payment.service_layer.payments import Payments, RefundRequest, Settings
 from services.payment.service_layer.ports import DependencyUnavailable, HoldState
+from services.payment.service_layer.recovery import CONCURRENCY as RECOVERY_CONCURRENCY
 from services.payment.service_layer.recovery import Recovery
 
 from .fakes import FakeLedger, FakeRisk, FixedClock, MemoryLocks, MemoryStore, MemoryUnitOfWork
@@ -180,6 +181,24 @@ async def test_with_the_ledger_down_the_payment_waits_and_recovery_finishes_it(
     assert done.history[-1].actor == RECOVERY_ACTOR
     replay = await world.payments.create(SERVICE, world.request())
     assert replay.status is PaymentStatus.COMPLETED
+
+
+async def test_after_an_outage_recovery_finishes_many_payments_a_few_at_a_time(
+    world: World,
+) -> None:
+    """Twenty payments left PENDING are finished in one pass, never more than the bound at once."""
+    world.ledger.transfers_down = True
+    pending = [
+        await world.payments.create(SERVICE, world.request(100, key=f"k-{n}")) for n in range(20)
+    ]
+    assert {p.status for p in pending} == {PaymentStatus.PENDING}
+    world.ledger.transfers_down = False
+    world.ledger.delay = 0.01
+    assert await world.recover() == 20
+    assert 1 < world.ledger.most_in_flight <= RECOVERY_CONCURRENCY
+    for p in pending:
+        assert (await world.payments.get(SERVICE, p.id)).status is PaymentStatus.COMPLETED
+    assert world.ledger.posted[world.bob] == 2_000
 
 
 async def test_a_ledger_down_before_anything_was_written_leaves_no_trace(world: World) -> None:
