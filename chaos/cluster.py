@@ -40,7 +40,7 @@ from mesh.pki import (
     identity_directory,
     issue_mesh_identities,
 )
-from mesh.runtime.launcher import DEFAULT_SERVICES, QuietReporter, _audit_setup
+from mesh.runtime.launcher import DEFAULT_SERVICES, QuietReporter, prepare_audited_service
 from mesh.runtime.postgres import ensure_database
 from mesh.runtime.supervisor import RunningService, ServiceSpec, Supervisor
 
@@ -108,7 +108,9 @@ class ChaosMesh:
             if spec.uses_database and spec.audited:
                 # As bankmesh up does: the service's own INSERT-only role and its
                 # checkpoint key. The checker keeps the admin URL.
-                spec, url = _audit_setup(self.supervisor, spec, self.postgres.url, QuietReporter())
+                spec, url = prepare_audited_service(
+                    self.supervisor, spec, self.postgres.url, QuietReporter()
+                )
                 self.specs[spec.name] = spec
                 self.service_urls[spec.name] = url
             running = self.start_service(spec.name)

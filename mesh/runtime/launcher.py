@@ -558,7 +558,7 @@ def _start_service(
             supervisor.migrate(spec, database_url)
     service_url = database_url
     if spec.audited and database_url is not None:
-        spec, service_url = _audit_setup(supervisor, spec, server_url, reporter)
+        spec, service_url = prepare_audited_service(supervisor, spec, server_url, reporter)
     if spec.prepare is not None:
         directories = [supervisor.data_dir_of(spec, variable) for variable in spec.data_dirs]
         first = not all(directory.exists() for directory in directories)
@@ -580,10 +580,15 @@ def _start_service(
         endpoints.add(running)
 
 
-def _audit_setup(
+def prepare_audited_service(
     supervisor: Supervisor, spec: ServiceSpec, server_url: str, reporter: Reporter
 ) -> tuple[ServiceSpec, str]:
-    """The service's own login role and its checkpoint key: the spec to start and its URL."""
+    """The service's own login role and its checkpoint key: the spec to start and its URL.
+
+    For a service whose spec is `audited`: the launcher calls it before the
+    service's processes start, and so does anything else that starts them
+    through a `Supervisor` (the chaos harness).
+    """
     # Imported here: the rest of `bankmesh` starts faster without the database stack.
     from services.common.audit.checkpoints import CheckpointKeyError, ensure_signing_key
 
