@@ -47,6 +47,7 @@ from mesh.interceptors.request_id import RequestIdInterceptor
 from mesh.interceptors.shedding import LoadSheddingInterceptor, limit_from_env
 from mesh.interceptors.tracing import TracingInterceptor
 from mesh.policy import Policy
+from mesh.refusals import RefusalSink
 
 log = logging.getLogger("bankmesh.server")
 
@@ -63,6 +64,7 @@ class ServerSecurity:
     spiffe_id: str  # this server's own identity: the audience of end-user assertions
     policy: Policy
     read_peer: PeerReader  # auth context -> caller's SPIFFE id (mesh.tls.peer_identity)
+    refusals: RefusalSink | None = None  # where refused calls are recorded (the audit log)
 
 
 class HealthReporter:
@@ -107,8 +109,8 @@ def build_server(
     ]
     if security is not None:
         concerns += [
-            AuthenticationInterceptor(security.spiffe_id, security.read_peer),
-            AuthorizationInterceptor(security.policy),
+            AuthenticationInterceptor(security.spiffe_id, security.read_peer, security.refusals),
+            AuthorizationInterceptor(security.policy, security.refusals),
         ]
     concerns += [
         DeadlineInterceptor(),

@@ -2,14 +2,8 @@
 
 Runs after authentication, for every RPC of every shape, and refuses with
 PERMISSION_DENIED when the policy says no (including methods it does not
-list: default deny). Denials are logged as security events and, in a
-service that keeps an audit log, handed to its audit sink (`rpc.denied`).
-
-The sink only queues (services.common.audit.store.AuditWriter writes in the
-background, in batches, and drops when full), so a refusal is never slowed
-down or turned into another error by the audit log. A service process
-installs its sink once with `record_denials_in`, because the server factory
-builds this interceptor for it; a sink given to the constructor wins.
+list: default deny). Denials are logged as security events and handed to the
+server's refusal sink, if it has one (mesh.refusals).
 """
 
 from __future__ import annotations
@@ -17,40 +11,23 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Protocol
 
 import grpc
 
 from mesh import context
 from mesh.errors import WireError
 from mesh.policy import Policy
-from services.common.audit.events import AuditEvent, Outcome
-from services.common.audit.origin import current_origin
+from mesh.refusals import Refusal, RefusalSink, record
 
 from .base import Call, ServerInterceptor, abort
 
 security_log = logging.getLogger("bankmesh.security")
 
 
-class DenialSink(Protocol):
-    def submit(self, event: AuditEvent) -> None:
-        """Take the event; never block, never raise."""
-        ...
-
-
-_process_sink: DenialSink | None = None
-
-
-def record_denials_in(sink: DenialSink | None) -> None:
-    """Send this process's refusals to `sink` (its service's audit log); None stops it."""
-    global _process_sink  # one audit log per service process
-    _process_sink = sink
-
-
 class AuthorizationInterceptor(ServerInterceptor):
-    def __init__(self, policy: Policy, audit: DenialSink | None = None) -> None:
+    def __init__(self, policy: Policy, refusals: RefusalSink | None = None) -> None:
         self._policy = policy
-        self._audit = audit
+        self._refusals = refusals
 
     async def admit(self, call: Call) -> None:
         caller = context.peer_service.get()
@@ -70,21 +47,10 @@ class AuthorizationInterceptor(ServerInterceptor):
                 }
             )
         )
-        sink = self._audit or _process_sink
-        if sink is not None:
-            try:
-                sink.submit(
-                    AuditEvent.by(
-                        current_origin(),
-                        "rpc.denied",
-                        Outcome.DENIED,
-                        datetime.now(UTC),
-                        call.method,
-                        {"reason": decision.reason, "caller": caller or "unknown"},
-                    )
-                )
-            except Exception:  # the refusal goes out whatever the audit log does
-                security_log.exception("could not queue the audit event of a refusal")
+        record(
+            self._refusals,
+            Refusal(call.method, "PERMISSION_DENIED", decision.reason, datetime.now(UTC)),
+        )
         await abort(
             call, WireError(grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", decision.reason)
         )

@@ -78,7 +78,9 @@ async def serve(env: ServiceEnvironment, clock: Clock | None = None) -> None:
     engine = create_engine(env.require_database(), pool_size=POOL_SIZE)
     ledger = Ledger(lambda: SqlUnitOfWork(engine), clock or SystemClock())
     audit = ServiceAudit(engine, "account")
-    server, port, health = build_account_server(ledger, env.listen, server_security(env))
+    server, port, health = build_account_server(
+        ledger, env.listen, audit.secure(server_security(env))
+    )
     await lifecycle.run_server(
         env=env,
         server=server,

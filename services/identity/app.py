@@ -310,7 +310,9 @@ async def serve(env: ServiceEnvironment, config: IdentityConfig | None = None) -
     identity = assemble(engine, redis_client, keys, keyring, config)
     revocations = RedisSessionRevocations(redis_client)
     audit = ServiceAudit(engine, "identity")
-    server, port, health = build_identity_server(identity, env.listen, server_security(env))
+    server, port, health = build_identity_server(
+        identity, env.listen, audit.secure(server_security(env))
+    )
     await lifecycle.run_server(
         env=env,
         server=server,

@@ -157,7 +157,9 @@ async def serve(
         log.warning("crash hook armed: this process will kill itself at %s", config.crash_at)
     recovery = Recovery(payments, uow, clock, grace_seconds=config.recovery_grace_seconds)
     audit = ServiceAudit(engine, "payment")
-    server, port, health = build_payment_server(payments, env.listen, server_security(env))
+    server, port, health = build_payment_server(
+        payments, env.listen, audit.secure(server_security(env))
+    )
     await lifecycle.run_server(
         env=env,
         server=server,

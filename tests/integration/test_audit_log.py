@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bankmesh.account.v1 import account_service_pb2 as svc
 from bankmesh.account.v1.account_service_pb2_grpc import AccountServiceStub
+from mesh import assertions
 from mesh.context import EndUser, end_user
-from mesh.interceptors.authz import record_denials_in
 from mesh.runtime.postgres import with_database
 from services.account.app import build_account_server
 from services.account.domain.errors import AccountNotFound
@@ -36,7 +36,7 @@ from services.common.audit import checkpoints, schema
 from services.common.audit.chain import Problem, Report
 from services.common.audit.events import AuditEvent, Outcome
 from services.common.audit.reader import verify_database
-from services.common.audit.store import AuditWriter
+from services.common.audit.service import ServiceAudit
 from services.common.database import create_engine
 from services.common.storage import SqlTransaction, WriteConflict
 from tests.support.mesh import TestMesh
@@ -398,15 +398,15 @@ async def test_a_customer_reaching_for_another_account_is_audited_as_that_custom
 # -- refusals of the mesh policy -------------------------------------------------------------
 
 
-async def test_a_refused_call_is_audited_by_the_service_that_refused_it(
+async def test_calls_the_mesh_refused_are_audited_by_the_service_that_refused_them(
     ledger: Ledger, ledger_engine: AsyncEngine, ledger_database_url: str, tmp_path: Path
 ) -> None:
-    """risk asking the ledger for a transfer over mTLS: PERMISSION_DENIED, and an `rpc.denied` row."""
+    """Over mTLS: risk asking for a transfer (PERMISSION_DENIED, `rpc.denied`), and a call
+    carrying a forged end-user assertion (UNAUTHENTICATED, `rpc.unauthenticated`)."""
     mesh = TestMesh(tmp_path / "pki")
-    server, port, _ = build_account_server(ledger, security=mesh.security("account"))
+    audit = ServiceAudit(ledger_engine, "account", environ={})
+    server, port, _ = build_account_server(ledger, security=audit.secure(mesh.security("account")))
     await server.start()
-    writer = AuditWriter(ledger_engine, "account")
-    record_denials_in(writer)
     try:
         channel = mesh.channel("risk", "account", port)
         stub = AccountServiceStub(channel)
@@ -414,18 +414,22 @@ async def test_a_refused_call_is_audited_by_the_service_that_refused_it(
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await stub.GetTransfer(request, metadata=[("x-request-id", "denied-1")])
         assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        forged = [("x-request-id", "forged-1"), (assertions.HEADER, "not.a.token")]
+        with pytest.raises(grpc.aio.AioRpcError) as unauthenticated:
+            await stub.GetTransfer(request, metadata=forged)
+        assert unauthenticated.value.code() is grpc.StatusCode.UNAUTHENTICATED
         await channel.close(None)
-        await writer.flush()
+        await audit.writer.flush()
     finally:
-        record_denials_in(None)
         await server.stop(grace=None)
     with psycopg.connect(ledger_database_url) as conn:
-        row = conn.execute(
-            "SELECT actor, outcome, source FROM audit.events "
-            "WHERE action = 'rpc.denied' AND subject = %s ORDER BY seq DESC LIMIT 1",
+        rows = conn.execute(
+            "SELECT action, actor, outcome, source FROM audit.events "
+            "WHERE subject = %s AND source IN ('denied-1', 'forged-1') ORDER BY seq",
             ("/bankmesh.account.v1.AccountService/GetTransfer",),
-        ).fetchone()
-    assert row is not None
-    actor, outcome, source = row
-    assert (outcome, source) == ("denied", "denied-1")
-    assert "risk" in actor
+        ).fetchall()
+    assert [(action, outcome, source) for action, _, outcome, source in rows] == [
+        ("rpc.denied", "denied", "denied-1"),
+        ("rpc.unauthenticated", "denied", "forged-1"),
+    ]
+    assert all("risk" in actor for _, actor, _, _ in rows)

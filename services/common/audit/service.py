@@ -1,7 +1,9 @@
 """A service process's audit machinery, wired the same way in every service's app.
 
-* refusals of the mesh policy go to its audit log (`AuditWriter`, installed
-  as the authorization interceptor's sink);
+* calls the mesh refused for it (UNAUTHENTICATED, PERMISSION_DENIED) go to
+  its audit log as `rpc.unauthenticated` and `rpc.denied` events: `secure()`
+  gives the server's security this log as its refusal sink (mesh.refusals),
+  and an `AuditWriter` writes them in the background;
 * when the launcher gave it a signing key and a checkpoint file
   (BANKMESH_AUDIT_KEY, BANKMESH_AUDIT_CHECKPOINTS), the head of its chain is
   signed every BANKMESH_AUDIT_CHECKPOINT_SECONDS (60) when it moved, and
@@ -12,14 +14,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Coroutine, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mesh.interceptors.authz import record_denials_in
+from mesh import context
+from mesh.refusals import Refusal
+from mesh.server import ServerSecurity
 
 from .checkpoints import DEFAULT_INTERVAL_SECONDS, Checkpointer
+from .events import AuditEvent, Outcome
+from .origin import current_origin
 from .store import AuditWriter
 
 KEY_VARIABLE = "BANKMESH_AUDIT_KEY"
@@ -44,14 +51,44 @@ class ServiceAudit:
             if key and checkpoints
             else None
         )
-        record_denials_in(self.writer)
+        self.refusals = RefusalsToAudit(self.writer)
+
+    def secure(self, security: ServerSecurity | None) -> ServerSecurity | None:
+        """`security` with this log as the sink of the calls the mesh refuses."""
+        return None if security is None else replace(security, refusals=self.refusals)
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
         return [self.checkpointer.run()] if self.checkpointer is not None else []
 
     async def close(self) -> None:
         """Write what is queued, then sign the final head (before the engine goes)."""
-        record_denials_in(None)
         await self.writer.close()
         if self.checkpointer is not None:
             await self.checkpointer.quietly()
+
+
+_ACTIONS = {"PERMISSION_DENIED": "rpc.denied", "UNAUTHENTICATED": "rpc.unauthenticated"}
+
+
+class RefusalsToAudit:
+    """A `mesh.refusals.RefusalSink` that queues each refusal as an audit event."""
+
+    def __init__(self, writer: AuditWriter) -> None:
+        self._writer = writer
+
+    def submit(self, refusal: Refusal) -> None:
+        caller = context.peer_service.get()
+        origin = current_origin()
+        if not caller and context.end_user.get() is None:
+            # Not even the calling service is known: its certificate was refused.
+            origin = replace(origin, actor="unauthenticated")
+        self._writer.submit(
+            AuditEvent.by(
+                origin,
+                _ACTIONS.get(refusal.code, "rpc.refused"),
+                Outcome.DENIED,
+                refusal.at,
+                refusal.method,
+                {"reason": refusal.reason, "caller": caller or "unknown"},
+            )
+        )
