@@ -21,70 +21,20 @@ ids then answers EXISTS, which is what ids are for.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
 from services.account.domain.engine import TransferResult
 from services.account.domain.model import NewTransfer
+from services.common.batching import Batcher
 
 Submission = list[NewTransfer]
-Waiting = tuple[Submission, "asyncio.Future[list[TransferResult]]"]
 RunBatch = Callable[[Sequence[Submission]], Awaitable[list[list[TransferResult]]]]
 
 DEFAULT_MAX_TRANSFERS = 2_000
 
 
-class GroupCommit:
+class GroupCommit(Batcher[Submission, list[TransferResult]]):
+    """The shared `Batcher`, with a batch capped by its number of transfers."""
+
     def __init__(self, run: RunBatch, max_transfers: int = DEFAULT_MAX_TRANSFERS) -> None:
-        self._run = run
-        self._max = max_transfers
-        self._waiting: list[Waiting] = []
-        self._wakeup = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
-
-    async def submit(self, requests: Submission) -> list[TransferResult]:
-        future: asyncio.Future[list[TransferResult]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((requests, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work(), name="ledger-group-commit")
-        self._wakeup.set()
-        return await future
-
-    async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-
-    async def _work(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._waiting:
-                batch = self._take()
-                live = [(s, f) for s, f in batch if not f.cancelled()]
-                if not live:
-                    continue
-                try:
-                    results = await self._run([submission for submission, _ in live])
-                except Exception as exc:
-                    for _, future in live:
-                        if not future.done():
-                            future.set_exception(exc)
-                else:
-                    for (_, future), result in zip(live, results, strict=True):
-                        if not future.done():
-                            future.set_result(result)
-
-    def _take(self) -> list[Waiting]:
-        """The oldest submissions up to the transfer cap; at least one, however large."""
-        taken: list[Waiting] = []
-        total = 0
-        while self._waiting:
-            size = len(self._waiting[0][0])
-            if taken and total + size > self._max:
-                break
-            taken.append(self._waiting.pop(0))
-            total += size
-        return taken
+        super().__init__(run, max_batch=max_transfers, weight=len, name="ledger-group-commit")

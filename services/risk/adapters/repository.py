@@ -4,7 +4,7 @@ Every scoring looks its transaction id up and then stores a decision. Done
 one statement per call through the engine, that was a third of the service's
 CPU: per call a pool checkout with its pre-ping, BEGIN, the statement,
 COMMIT, and SQLAlchemy's and psycopg's work for each. So the two calls of
-the request path go through a `Batcher` (batching.py), each on a psycopg
+the request path go through a `Batcher` (services.common.batching), each on a psycopg
 connection of its own in autocommit mode:
 
 * lookups that arrive together are one `SELECT ... WHERE transaction_id = ANY`;
@@ -40,10 +40,10 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common.batching import Batcher
 from services.risk.domain.model import Decision, StoredDecision
 from services.risk.service_layer.ports import StorageUnavailable
 
-from .batching import Batcher
 from .tables import decisions
 
 # Larger batches only come from more callers than this waiting at once; a

@@ -1,4 +1,4 @@
-"""The batcher behind the decision store: concurrent calls share one round trip."""
+"""The batcher behind group commit and the decision store: concurrent calls share one round trip."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.risk.adapters.batching import Batcher
+from services.common.batching import Batcher
 
 
 class Recorder:

@@ -1,11 +1,17 @@
-"""Coalescing: concurrent calls share one database round trip.
+"""Coalescing: concurrent calls share one database round trip and one commit.
 
-At 16 scorings in flight, one statement per scoring on a connection of its
-own spends most of the service's CPU in the driver and the pool (checkout,
-pre-ping, BEGIN, COMMIT) rather than in scoring. A `Batcher` queues the
-calls that arrive while a batch is running and hands them to `run` together
-when it finishes: an idle service answers a lone call at once, a busy one
-pays each round trip and commit once per batch.
+One statement and one commit per call spends a busy service's CPU in the
+driver and the pool (checkout, pre-ping, BEGIN, COMMIT) and caps it at what
+PostgreSQL can commit. A `Batcher` queues the calls that arrive while a
+batch is running and hands them to `run` together when it finishes: an idle
+service answers a lone call at once, a busy one pays each round trip and
+commit once per batch. The ledger's group commit
+(services/account/service_layer/group_commit.py) and risk's decision store
+are both one.
+
+A batch holds at most `max_batch` of weight: by default each item weighs
+one; the ledger weighs a submission by its number of transfers. An item
+heavier than the cap still goes, alone.
 
 Every caller waits for its own result, so nothing is acknowledged before the
 batch it was in has committed. `run` returns one result per item, in order;
@@ -20,6 +26,7 @@ ends, so nothing needs closing and no task outlives its event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -30,10 +37,22 @@ R = TypeVar("R")
 RunBatch = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
 
+def _one(item: object) -> int:
+    return 1
+
+
 class Batcher(Generic[T, R]):
-    def __init__(self, run: RunBatch[T, R], *, max_batch: int = 256, name: str = "batch") -> None:
+    def __init__(
+        self,
+        run: RunBatch[T, R],
+        *,
+        max_batch: int = 256,
+        weight: Callable[[T], int] = _one,
+        name: str = "batch",
+    ) -> None:
         self._run = run
         self._max = max_batch
+        self._weight = weight
         self._name = name
         self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._worker: asyncio.Task[None] | None = None
@@ -45,14 +64,17 @@ class Batcher(Generic[T, R]):
             self._worker = asyncio.create_task(self._drain(), name=self._name)
         return await future
 
+    async def close(self) -> None:
+        """Stop the worker; whoever still waits is cancelled."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                batch: list[tuple[T, asyncio.Future[R]]] = []
-                while self._waiting and len(batch) < self._max:
-                    item, future = self._waiting.popleft()
-                    if not future.cancelled():
-                        batch.append((item, future))
+                batch = self._take()
                 if batch:
                     await self._run_one(batch)
         except asyncio.CancelledError:
@@ -61,6 +83,23 @@ class Batcher(Generic[T, R]):
             raise
         finally:
             self._worker = None
+
+    def _take(self) -> list[tuple[T, asyncio.Future[R]]]:
+        """The oldest waiting items up to the weight cap; at least one, however heavy."""
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        total = 0
+        while self._waiting:
+            item, future = self._waiting[0]
+            if future.cancelled():
+                self._waiting.popleft()
+                continue
+            weight = self._weight(item)
+            if batch and total + weight > self._max:
+                break
+            self._waiting.popleft()
+            batch.append((item, future))
+            total += weight
+        return batch
 
     async def _run_one(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
