@@ -91,14 +91,9 @@ class AdvisoryLocks:
                 return
             await local.acquire()
             try:
-                conn = await self._connect()
                 try:
-                    got = await conn.scalar(_TRY_LOCK, {"k": lock_key(payment_id)})
-                except BaseException:
-                    await conn.invalidate()
-                    raise
-                if not got:
-                    await conn.close()
+                    conn = await self._lock(payment_id, wait=0)
+                except LockTimeout:
                     yield False
                     return
                 try:
