@@ -28,7 +28,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.audit.events import AuditEvent
-from services.common.audit.events import Outcome as AuditOutcome
 from services.common.audit.store import AuditTrail
 from services.identity.domain.events import SecurityEvent
 from services.identity.domain.model import FailedSignIns, Role, User
@@ -381,7 +380,7 @@ def audit_event(event: SecurityEvent) -> AuditEvent:
         details["client_ip"] = event.client_ip
     return AuditEvent(
         action=event.kind.value,
-        outcome=AuditOutcome(event.outcome.value),
+        outcome=event.outcome,
         occurred_at=event.occurred_at,
         actor=actor or "anonymous",
         subject=f"user:{event.user_id}" if event.user_id else "",

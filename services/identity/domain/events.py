@@ -14,6 +14,11 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# The audit log's outcomes: every security event also goes into its chain.
+from services.common.audit.events import Outcome
+
+__all__ = ["EventKind", "Outcome", "SecurityEvent"]
+
 
 class EventKind(enum.StrEnum):
     SIGN_IN = "sign_in"
@@ -27,12 +32,6 @@ class EventKind(enum.StrEnum):
     ROLE_REVOKED = "role_revoked"
     SESSIONS_ENDED = "sessions_ended"
     PERSONAL_DATA_REWRAPPED = "personal_data_rewrapped"
-
-
-class Outcome(enum.StrEnum):
-    SUCCESS = "success"
-    FAILURE = "failure"
-    DENIED = "denied"
 
 
 @dataclass(frozen=True, slots=True)
